@@ -1,0 +1,121 @@
+"""Typed run configuration: loaded from `conf/*.yaml`, overridden by CLI flags, validated once.
+
+An invalid setting is reported in one line that names the file and the setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jobs.errors import ConfigError
+from transforms.params import LinkParams, parse_proxy
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LinkConf(_Strict):
+    tolerance_seconds: float = Field(5.0, gt=0, le=3600)
+
+
+class InputConf(_Strict):
+    clock_skew_seconds: float = Field(300.0, ge=0, le=86400)
+    on_corrupt_file: Literal["fail", "skip"] = "fail"
+
+
+class Config(_Strict):
+    """Everything a run needs. Relative paths are taken from the working directory."""
+
+    engine: Literal["polars"] = "polars"
+    events: Path | None = None
+    curated: Path | None = None
+    proxies: tuple[str, ...] = ()
+    link: LinkConf = LinkConf()
+    input: InputConf = InputConf()
+
+    @field_validator("proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return value
+
+    @field_validator("proxies")
+    @classmethod
+    def _valid_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            parse_proxy(text)
+        return value
+
+    def link_params(self) -> LinkParams:
+        return LinkParams(
+            proxies=tuple(parse_proxy(p) for p in self.proxies),
+            tolerance_ms=round(self.link.tolerance_seconds * 1000),
+            clock_skew_ms=round(self.input.clock_skew_seconds * 1000),
+        )
+
+    def require_paths(self) -> tuple[Path, Path]:
+        """The events and curated roots; a run cannot start without both, or without proxies."""
+        if self.events is None:
+            raise ConfigError("no events path: set `events:` in the config or pass --events")
+        if self.curated is None:
+            raise ConfigError("no curated path: set `curated:` in the config or pass --curated")
+        if not self.proxies:
+            raise ConfigError("no proxies: set `proxies:` in the config or pass --proxy")
+        return self.events, self.curated
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        parts.append(f"{where}: {msg}")
+    return f"invalid configuration ({source}): " + "; ".join(parts)
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read YAML (if given), apply overrides (CLI flags, nested dicts), validate."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config {path} is not valid YAML{at}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of settings")
+        data = loaded
+    if overrides:
+        data = _merge(data, overrides)
+        source = f"{source} + command line"
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None

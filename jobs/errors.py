@@ -1,0 +1,39 @@
+"""Errors a run can end with, each with the exit code a scheduler acts on.
+
+0 success, 1 validation failed, 2 usage or configuration, 3 input problem, 4 lock held,
+70 an internal error (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+
+class ProxylinkError(Exception):
+    """An expected failure with a one-line message for humans."""
+
+    exit_code = 1
+
+
+class ConfigError(ProxylinkError):
+    exit_code = 2
+
+
+class InputError(ProxylinkError):
+    exit_code = 3
+
+
+class ValidationFailed(ProxylinkError):
+    exit_code = 1
+
+
+class OutputError(ProxylinkError):
+    """The curated root cannot be written; published data is left as it was."""
+
+    exit_code = 1
+
+
+EXIT_OK = 0
+EXIT_VALIDATION = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_LOCKED = 4
+EXIT_INTERNAL = 70

@@ -1,0 +1,201 @@
+"""One nightly run for day D, step by step: plan, read, build, publish, report.
+
+This module owns the side effects of a run (files, clock, run id); the transforms stay pure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from jobs import lake, publish
+from jobs.config import Config
+from jobs.manifest import manifest_path, versions, write_manifest
+from jobs.plan import PlannedFile, plan_files
+from transforms import schema as s
+from transforms.engine import DayOutput
+from transforms.params import DayWindow, LinkParams
+from transforms.polars_engine.engine import PolarsEngine
+
+log = logging.getLogger(__name__)
+
+CURATED_TABLE = "connection_success"
+REJECTS_TABLE = "rejects"
+
+
+@dataclass
+class RunReport:
+    """What the CLI shows and the manifest records."""
+
+    run_id: str
+    day: date
+    status: str
+    counts: dict[str, int]
+    reject_reasons: dict[str, int]
+    link_stats: dict[str, Any]
+    tables: dict[str, str]
+    manifest: Path
+    durations: dict[str, float] = field(default_factory=dict)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Timer:
+    def __init__(self, progress: Callable[[str], None] | None) -> None:
+        self.durations: dict[str, float] = {}
+        self._progress = progress
+
+    def step(self, name: str) -> _Step:
+        if self._progress is not None:
+            self._progress(name)
+        return _Step(self, name)
+
+
+class _Step:
+    def __init__(self, timer: _Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.durations[self.name] = round(time.perf_counter() - self.t0, 3)
+
+
+def new_run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def _build(scan: lake.LakeScan, window: DayWindow, params: LinkParams) -> DayOutput[pl.LazyFrame]:
+    engine = PolarsEngine()
+    return engine.build_day(scan.frame, window, params, scan.names)
+
+
+def _read_and_build(
+    planned: list[PlannedFile], window: DayWindow, params: LinkParams, on_corrupt: str
+) -> tuple[lake.LakeScan, DayOutput[pl.LazyFrame]]:
+    """Scan and build; in skip mode a file whose data pages fail is dropped and the day rebuilt."""
+    files = list(planned)
+    while True:
+        scan = lake.scan_lake(files, on_corrupt)
+        try:
+            return scan, lake.guarded(scan.files, lambda: _build(scan, window, params))
+        except lake.UnreadableFile as exc:
+            if on_corrupt != "skip":
+                raise
+            log.warning("skipping unreadable file %s: %s", exc.file.path, exc.why)
+            files = [f for f in files if f.path != exc.file.path]
+            scan.skipped.append((str(exc.file.path), exc.why))
+
+
+def run_day(
+    config: Config,
+    day: date,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Build and publish day D; raise a ProxylinkError subclass on an expected failure."""
+    events_root, curated_root = config.require_paths()
+    params = config.link_params()
+    started = now()
+    run_id = new_run_id(started)
+    window = DayWindow.for_day(day, params)
+    timer = _Timer(progress)
+    log.info("run %s: building %s", run_id, day.isoformat())
+
+    with timer.step("plan"):
+        planned = plan_files(events_root, window, params)
+    with timer.step("link"):
+        scan, out = _read_and_build(planned, window, params, config.input.on_corrupt_file)
+    curated_table = curated_root / CURATED_TABLE
+    rejects_table = curated_root / REJECTS_TABLE
+    with timer.step("write"):
+        curated_path = publish.new_data_path(curated_table, day, run_id)
+        rejects_path = publish.new_data_path(rejects_table, day, run_id)
+        lake.guarded(
+            scan.files,
+            lambda: out.curated.drop(s.PARTITION_DATE).sink_parquet(
+                curated_path, compression="zstd", statistics=True
+            ),
+        )
+        lake.guarded(
+            scan.files,
+            lambda: out.rejects.drop(s.PARTITION_DATE).sink_parquet(rejects_path),
+        )
+    with timer.step("publish"):
+        versions_published = {
+            CURATED_TABLE: publish.commit_files(curated_table, day, [curated_path]),
+            REJECTS_TABLE: publish.commit_files(rejects_table, day, [rejects_path]),
+        }
+    finished = now()
+    mpath = manifest_path(curated_root, day.isoformat(), run_id)
+    report = RunReport(
+        run_id=run_id,
+        day=day,
+        status="published",
+        counts=out.counts,
+        reject_reasons=out.reject_reasons,
+        link_stats=out.link_stats,
+        tables={CURATED_TABLE: str(curated_table), REJECTS_TABLE: str(rejects_table)},
+        manifest=mpath,
+        durations=timer.durations,
+        skipped_files=scan.skipped,
+    )
+    write_manifest(
+        mpath,
+        {
+            "run_id": run_id,
+            "date": day.isoformat(),
+            "status": report.status,
+            "engine": config.engine,
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "config": config.model_dump(mode="json"),
+            "window": {
+                "day_start": window.start.isoformat(),
+                "context_start": window.context_start.isoformat(),
+                "context_end": window.context_end.isoformat(),
+            },
+            "inputs": [
+                {
+                    "path": str(f.path),
+                    "size": f.size,
+                    "mtime_ns": f.mtime_ns,
+                    "partition_start": f.start.isoformat(),
+                }
+                for f in planned
+            ],
+            "skipped_files": [{"path": p, "why": w} for p, w in scan.skipped],
+            "counts": out.counts,
+            "reconciliation": reconcile(out.counts),
+            "reject_reasons": out.reject_reasons,
+            "link_stats": out.link_stats,
+            "tables": {
+                name: {"path": report.tables[name], "version": v}
+                for name, v in versions_published.items()
+            },
+            "durations_s": timer.durations,
+            "versions": versions(),
+        },
+    )
+    return report
+
+
+def reconcile(counts: dict[str, int]) -> dict[str, Any]:
+    """rows in day = curated + rejected + duplicate + folded evidence + unmatched + other."""
+    parts = ("curated", "rejected", "duplicate", "evidence_folded", "inspection_unmatched")
+    total = sum(counts.get(p, 0) for p in (*parts, "not_connection"))
+    methods = sum(counts.get(f"method_{m}", 0) for m in s.LINK_METHODS)
+    return {
+        "rows_in_day": counts.get("rows_in_day", 0),
+        "accounted": total,
+        "balanced": total == counts.get("rows_in_day", 0) and methods == counts.get("curated", 0),
+    }

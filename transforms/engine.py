@@ -1,0 +1,43 @@
+"""The one interface every engine implements, so jobs never branch on the engine.
+
+An engine turns the raw rows of day D and its context into curated rows, rejected rows and
+counts. It does no I/O: frames in, frames out. Jobs read and write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from transforms.params import DayWindow, LinkParams
+
+FrameT = TypeVar("FrameT")
+
+
+@dataclass(frozen=True)
+class DayOutput(Generic[FrameT]):
+    """What one day's build produced; frames may still be lazy."""
+
+    curated: FrameT
+    rejects: FrameT
+    counts: dict[str, int]
+    reject_reasons: dict[str, int]
+    link_stats: dict[str, float | int] = field(default_factory=dict)
+
+
+class Engine(Protocol[FrameT]):
+    """Build day D from raw rows. `files[i]` names the file of rows whose `_file` is i."""
+
+    name: str
+
+    def build_day(
+        self, raw: FrameT, window: DayWindow, params: LinkParams, files: Sequence[str]
+    ) -> DayOutput[FrameT]: ...
+
+
+class EngineUnavailable(RuntimeError):
+    """The requested engine cannot run here; the message says what to install or change."""
+
+
+ENGINES = ("polars",)

@@ -1,0 +1,226 @@
+"""Decide the fate of every row of day D and build the curated and rejected rows.
+
+Every row whose home day is D gets exactly one fate, so the run's counts reconcile:
+rows in day = curated + rejected + duplicate + evidence folded + inspection unmatched + other.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms import schema as s
+from transforms.params import DayWindow
+from transforms.polars_engine.classify import DIRECT, DOMAIN, HTTP, LEG, NP, NP2, ROLE, SSL
+from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
+from transforms.polars_engine.normalise import FILE, HOME_DAY, REJECT, ROW, ROW_HASH
+
+FATE = "_fate"
+CURATED = "curated"
+REJECTED = "rejected"
+DUPLICATE = "duplicate"
+FOLDED = "evidence_folded"
+UNMATCHED = "inspection_unmatched"
+OTHER = "not_connection"
+FATES = (CURATED, REJECTED, DUPLICATE, FOLDED, UNMATCHED, OTHER)
+
+_KEY = list(s.EVENT_KEY)
+_TIE = [s.ACTION_TYPE, s.REMOTE_IP, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
+
+
+def dedupe(narrow: pl.DataFrame) -> pl.DataFrame:
+    """Add `_id` and `_fate` (ok, duplicate or rejected) to the narrow rows.
+
+    Exact duplicates are dropped. Rows that share the event key but differ in content break the
+    contract: one is kept by a fixed order of content, the others are rejected.
+    """
+    frame = narrow.with_columns(
+        (pl.col(FILE).cast(pl.UInt64) * (1 << 32) + pl.col(ROW).cast(pl.UInt64)).alias(ID),
+        pl.when(pl.col(REJECT).is_not_null())
+        .then(pl.lit(REJECTED))
+        .otherwise(pl.lit("ok"))
+        .alias(FATE),
+    )
+    valid = pl.col(FATE) == "ok"
+    shared = valid & (pl.len().over(_KEY) > 1)
+    clash = frame.filter(shared).sort([*_KEY, *_TIE, FILE, ROW], nulls_last=True)
+    if clash.is_empty():
+        return frame
+    copy = ~pl.struct([*_KEY, ROW_HASH]).is_first_distinct()
+    clash = clash.with_columns(pl.when(copy).then(pl.lit(DUPLICATE)).otherwise(FATE).alias(FATE))
+    kept = clash.filter(pl.col(FATE) == "ok")
+    first = pl.struct(_KEY).is_first_distinct()
+    kept = kept.with_columns(
+        pl.when(first).then(pl.lit("ok")).otherwise(pl.lit(REJECTED)).alias(FATE),
+        pl.when(first).then(REJECT).otherwise(pl.lit("duplicate_key")).alias(REJECT),
+    )
+    clash = pl.concat([kept, clash.filter(pl.col(FATE) != "ok")])
+    return pl.concat([frame.filter(~shared), clash.select(frame.columns)])
+
+
+def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.DataFrame:
+    """One row per narrow row of day D: its fate and, for curated rows, the added columns."""
+    day = events.filter(pl.col(HOME_DAY) == window.day)
+    links = result.links.rename({LEG_ID: ID})
+    used = result.used_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
+    ambiguous = result.ambiguous.rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
+    day = (
+        day.join(links, on=ID, how="left")
+        .join(used, on=ID, how="left")
+        .join(ambiguous, on=ID, how="left")
+    )
+    role = pl.col(ROLE)
+    ok = pl.col(FATE) == "ok"
+    used_ev = pl.col("_used").fill_null(False)
+    fate = (
+        pl.when(~ok)
+        .then(pl.col(FATE))
+        .when(role.is_in([LEG, DIRECT]))
+        .then(pl.lit(CURATED))
+        .when(role.is_in([NP, NP2]))
+        .then(pl.when(used_ev).then(pl.lit(FOLDED)).otherwise(pl.lit(CURATED)))
+        .when(role.is_in([HTTP, SSL]))
+        .then(pl.when(used_ev).then(pl.lit(FOLDED)).otherwise(pl.lit(UNMATCHED)))
+        .otherwise(pl.lit(OTHER))
+    )
+    is_leg = role == LEG
+    evidence_only = role == NP
+    direct = role.is_in([DIRECT, NP2])
+    linked = pl.col("method").is_not_null()
+    delta_ms = (pl.col("delta_us").abs() // 1000) * pl.col("delta_us").sign()
+    method = (
+        pl.when(is_leg)
+        .then(pl.coalesce(pl.col("method"), pl.lit(s.METHOD_UNLINKED)))
+        .when(evidence_only)
+        .then(pl.lit(s.METHOD_EVIDENCE_ONLY))
+        .when(direct)
+        .then(pl.lit(s.METHOD_DIRECT))
+    )
+    proxied = is_leg | evidence_only
+    return day.select(
+        FILE,
+        ROW,
+        ID,
+        fate.alias(FATE),
+        REJECT,
+        ROLE,
+        s.DEVICE_ID,
+        pl.col("_amb").fill_null(False).alias("_ambiguous"),
+        pl.when(is_leg).then(pl.col("domain")).otherwise(pl.col(DOMAIN)).alias(s.REMOTE_URL),
+        proxied.alias(s.IS_PROXIED),
+        pl.when(proxied).then(pl.col(s.REMOTE_IP)).alias(s.PROXY_IP),
+        pl.when(proxied).then(pl.col(s.REMOTE_PORT)).alias(s.PROXY_PORT),
+        pl.when(is_leg)
+        .then(pl.col("target_port"))
+        .when(direct)
+        .then(pl.col(s.REMOTE_PORT))
+        .cast(pl.Int32)
+        .alias(s.TARGET_PORT),
+        method.alias(s.LINK_METHOD),
+        pl.when(is_leg & linked).then(delta_ms).cast(pl.Int64).alias(s.LINK_DELTA_MS),
+        pl.when(is_leg & linked)
+        .then(pl.col("source"))
+        .when(evidence_only)
+        .then(pl.lit(s.CONNECTION_SUCCESS))
+        .alias(s.EVIDENCE_SOURCE),
+        pl.when(is_leg & linked)
+        .then(pl.col("ev_rid"))
+        .when(evidence_only)
+        .then(pl.col(s.REPORT_ID))
+        .cast(pl.Int64)
+        .alias(s.EVIDENCE_REPORT_ID),
+    )
+
+
+def curated_rows(typed: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
+    """The full source rows of day D's connections, with the link columns added."""
+    source = [c for c in typed.collect_schema() if not c.startswith("_") and c not in _HIVE]
+    added = decisions.filter(pl.col(FATE) == CURATED).select(
+        FILE, ROW, s.REMOTE_URL, *s.ADDED_COLUMNS
+    )
+    ordered = [*source, *s.ADDED_COLUMNS]
+    return (
+        typed.drop(s.REMOTE_URL)
+        .join(added.lazy(), on=[FILE, ROW], how="inner")
+        .select(ordered)
+        .with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
+    )
+
+
+_HIVE = (s.PARTITION_DATE, s.PARTITION_HOUR)
+REJECT_COLUMNS = (
+    s.PARTITION_DATE,
+    s.REJECT_REASON,
+    s.SOURCE_FILE,
+    s.DEVICE_ID,
+    s.TIMESTAMP,
+    s.REPORT_ID,
+    s.ACTION_TYPE,
+    s.REJECT_RECORD,
+)
+
+
+def rejected_rows(
+    raw: pl.LazyFrame, decisions: pl.DataFrame, files: list[str], window: DayWindow
+) -> pl.LazyFrame:
+    """The rejected rows of day D as they were read, each with its reason and file."""
+    bad = decisions.filter(pl.col(FATE) == REJECTED).select(FILE, ROW, REJECT)
+    content = [c for c in raw.collect_schema() if not c.startswith("_")]
+    as_text = [pl.col(c).cast(pl.String) for c in content]
+    return raw.join(bad.lazy(), on=[FILE, ROW], how="inner").select(
+        pl.lit(window.day).alias(s.PARTITION_DATE),
+        pl.col(REJECT).alias(s.REJECT_REASON),
+        pl.col(FILE)
+        .replace_strict(list(range(len(files))), files, return_dtype=pl.String)
+        .alias(s.SOURCE_FILE),
+        pl.col(s.DEVICE_ID).cast(pl.String),
+        pl.col(s.TIMESTAMP).cast(pl.String),
+        pl.col(s.REPORT_ID).cast(pl.String),
+        pl.col(s.ACTION_TYPE).cast(pl.String),
+        pl.struct(as_text).struct.json_encode().alias(s.REJECT_RECORD),
+    )
+
+
+def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
+    """Counts per fate, curated rows per link method and rejects per reason."""
+    counts: dict[str, int] = {f: 0 for f in FATES}
+    for fate, n in decisions.group_by(FATE).len().iter_rows():
+        counts[fate] = n
+    counts["rows_in_day"] = decisions.height
+    curated = decisions.filter(pl.col(FATE) == CURATED)
+    for method in s.LINK_METHODS:
+        counts[f"method_{method}"] = 0
+    for method, n in curated.group_by(s.LINK_METHOD).len().iter_rows():
+        counts[f"method_{method}"] = n
+    counts["legs"] = curated.filter(pl.col(ROLE) == LEG).height
+    counts["unlinked_ambiguous"] = curated.filter(
+        (pl.col(s.LINK_METHOD) == s.METHOD_UNLINKED) & pl.col("_ambiguous")
+    ).height
+    return counts
+
+
+def reject_reasons(decisions: pl.DataFrame) -> dict[str, int]:
+    rejected = decisions.filter(pl.col(FATE) == REJECTED)
+    return {r: n for r, n in rejected.group_by(REJECT).len().sort(REJECT).iter_rows()}
+
+
+def link_stats(decisions: pl.DataFrame) -> dict[str, float | int]:
+    """Link rate overall and on devices that show any evidence (network protection on)."""
+    ok = decisions.filter(pl.col(FATE).is_in([CURATED, FOLDED]))
+    evidence_roles = pl.col(ROLE).is_in([NP, HTTP, SSL]) | (
+        (pl.col(ROLE) == NP2) & (pl.col(FATE) == FOLDED)
+    )
+    protected = ok.filter(evidence_roles).select(s.DEVICE_ID).unique()
+    legs = ok.filter(pl.col(ROLE) == LEG)
+    linked = pl.col(s.LINK_METHOD).is_in([s.METHOD_SOCKET, s.METHOD_PROCESS])
+    on_protected = legs.join(protected, on=s.DEVICE_ID, how="semi")
+    n_legs, n_prot = legs.height, on_protected.height
+    n_linked, n_prot_linked = legs.filter(linked).height, on_protected.filter(linked).height
+    return {
+        "devices": ok.select(s.DEVICE_ID).n_unique(),
+        "devices_with_evidence": protected.height,
+        "legs": n_legs,
+        "legs_linked": n_linked,
+        "link_rate": round(n_linked / n_legs, 6) if n_legs else 0.0,
+        "legs_on_devices_with_evidence": n_prot,
+        "link_rate_devices_with_evidence": round(n_prot_linked / n_prot, 6) if n_prot else 0.0,
+    }

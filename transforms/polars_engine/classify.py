@@ -1,0 +1,167 @@
+"""Split normalised rows into legs, evidence, direct connections and the rest.
+
+The result is narrow: only what linking needs, plus each row's place (`_file`, `_row`) so
+that the curated rows can be assembled from the full rows afterwards.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import polars as pl
+
+from transforms import schema as s
+from transforms.params import LinkParams, ProxyRule
+from transforms.polars_engine.normalise import FILE, HOME_DAY, REJECT, ROW, ROW_HASH
+
+ROLE = "_role"
+DOMAIN = "_domain"
+TARGET_PORT = "_target_port"
+TO_PROXY = "_to_proxy"
+
+# Roles. `np2` is a network-protection row whose socket shows the real target: evidence if it
+# matches a leg on its socket and process, a direct connection otherwise.
+LEG = "leg"
+NP = "np"
+NP2 = "np2"
+HTTP = "http"
+SSL = "ssl"
+DIRECT = "direct"
+OTHER = "other"
+
+EVIDENCE_ROLES = (NP, NP2, HTTP, SSL)
+ROLE_SOURCE = {NP: s.CONNECTION_SUCCESS, NP2: s.CONNECTION_SUCCESS, HTTP: s.HTTP_INSPECTED}
+ROLE_SOURCE[SSL] = s.SSL_INSPECTED
+
+NARROW_COLUMNS = (
+    FILE,
+    ROW,
+    HOME_DAY,
+    REJECT,
+    ROW_HASH,
+    s.DEVICE_ID,
+    s.TIMESTAMP,
+    s.REPORT_ID,
+    s.ACTION_TYPE,
+    s.REMOTE_IP,
+    s.REMOTE_PORT,
+    s.LOCAL_PORT,
+    s.PROCESS_ID,
+    s.PROCESS_CREATION,
+    ROLE,
+    DOMAIN,
+    TARGET_PORT,
+    TO_PROXY,
+)
+
+
+def normalise_domain(expr: pl.Expr) -> pl.Expr:
+    """A host name as analysts compare it: lower case, no scheme, path, user or port."""
+    e = expr.str.strip_chars().str.to_lowercase()
+    e = e.str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
+    e = e.str.replace(r"[/?#].*$", "")
+    e = e.str.replace(r"^[^@]*@", "")
+    e = e.str.replace(r":[0-9]*$", "")
+    e = e.str.strip_chars_end(".")
+    return pl.when(e == "").then(None).otherwise(e)
+
+
+def normalise_ip(expr: pl.Expr) -> pl.Expr:
+    """IPv4-mapped IPv6 (`::ffff:10.0.0.1`) is the IPv4 address for proxy matching."""
+    return expr.str.strip_chars().str.to_lowercase().str.replace(r"^::ffff:", "")
+
+
+def _ipv4_int(expr: pl.Expr) -> pl.Expr:
+    parts = expr.str.split_exact(".", 3)
+    octets = [parts.struct.field(f"field_{i}").cast(pl.Int64, strict=False) for i in range(4)]
+    value = ((octets[0] * 256 + octets[1]) * 256 + octets[2]) * 256 + octets[3]
+    in_range = pl.all_horizontal([(o >= 0) & (o <= 255) for o in octets])
+    return pl.when(in_range).then(value)
+
+
+def proxy_match(ip: pl.Expr, port: pl.Expr, proxies: tuple[ProxyRule, ...]) -> pl.Expr:
+    """True where (ip, port) is a configured proxy; never null."""
+    ip = normalise_ip(ip)
+    any_port = [
+        str(r.net.network_address) for r in proxies if r.is_single_address and r.port is None
+    ]
+    with_port = [
+        f"{r.net.network_address}|{r.port}"
+        for r in proxies
+        if r.is_single_address and r.port is not None
+    ]
+    conds: list[pl.Expr] = []
+    if any_port:
+        conds.append(ip.is_in(any_port))
+    if with_port:
+        conds.append(pl.concat_str([ip, pl.lit("|"), port.cast(pl.String)]).is_in(with_port))
+    networks = [r for r in proxies if not r.is_single_address]
+    if networks:
+        as_int = _ipv4_int(ip)
+        for rule in networks:
+            net = rule.net
+            assert isinstance(net, ipaddress.IPv4Network)
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            cond = as_int.is_between(lo, hi)
+            if rule.port is not None:
+                cond = cond & (port == rule.port)
+            conds.append(cond)
+    if not conds:
+        return pl.lit(False)
+    return pl.any_horizontal(conds).fill_null(False)
+
+
+def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
+    """Narrow frame with each row's role, destination domain and target port."""
+    schema = typed.collect_schema()
+    content = [c for c in schema if not c.startswith("_")]
+    action = pl.col(s.ACTION_TYPE)
+    fields = pl.col(s.ADDITIONAL_FIELDS)
+    is_connect = fields.str.json_path_match("$.method").str.to_uppercase() == "CONNECT"
+    http_host = fields.str.json_path_match("$.host")
+    http_uri = fields.str.json_path_match("$.uri")
+    domain = (
+        pl.when(action == s.CONNECTION_SUCCESS)
+        .then(normalise_domain(pl.col(s.REMOTE_URL)))
+        .when((action == s.HTTP_INSPECTED) & is_connect)
+        .then(normalise_domain(pl.coalesce(http_host, http_uri)))
+        .when(action == s.SSL_INSPECTED)
+        .then(normalise_domain(fields.str.json_path_match("$.server_name")))
+    )
+    port_text = pl.coalesce(
+        http_uri.str.extract(r":([0-9]{1,5})$", 1), http_host.str.extract(r":([0-9]{1,5})$", 1)
+    )
+    target_port = (
+        pl.when((action == s.HTTP_INSPECTED) & is_connect)
+        .then(port_text.cast(pl.Int32, strict=False))
+        .when(action == s.CONNECTION_SUCCESS)
+        .then(pl.col(s.REMOTE_PORT))
+    )
+    to_proxy = proxy_match(pl.col(s.REMOTE_IP), pl.col(s.REMOTE_PORT), params.proxies)
+    frame = typed.with_columns(
+        domain.alias(DOMAIN),
+        target_port.alias(TARGET_PORT),
+        to_proxy.alias(TO_PROXY),
+        pl.struct(content).hash(seed=0).alias(ROW_HASH),
+    )
+    has_domain = pl.col(DOMAIN).is_not_null()
+    proxied = pl.col(TO_PROXY)
+    has_process = pl.col(s.PROCESS_ID).fill_null(0) != 0
+    role = (
+        pl.when(action == s.CONNECTION_SUCCESS)
+        .then(
+            pl.when(proxied & ~has_domain)
+            .then(pl.lit(LEG))
+            .when(proxied)
+            .then(pl.lit(NP))
+            .when(has_domain & has_process & pl.col(s.LOCAL_PORT).is_not_null())
+            .then(pl.lit(NP2))
+            .otherwise(pl.lit(DIRECT))
+        )
+        .when((action == s.HTTP_INSPECTED) & proxied & has_domain)
+        .then(pl.lit(HTTP))
+        .when((action == s.SSL_INSPECTED) & proxied & has_domain)
+        .then(pl.lit(SSL))
+        .otherwise(pl.lit(OTHER))
+    )
+    return frame.with_columns(role.alias(ROLE)).select(NARROW_COLUMNS)

@@ -1,0 +1,245 @@
+"""Match each proxy leg to the evidence that names its real destination.
+
+The semantics (DESIGN.md, "Link semantics"):
+- tier 1 matches on the socket (device, local port, proxy), tier 2 on the process (device, pid,
+  creation time) for what is left, always within the tolerance on either side of the leg;
+- matching is one-to-one: a leg takes at most one evidence row per source (network protection,
+  HTTP CONNECT, TLS), and an evidence row explains at most one leg;
+- a leg whose candidates name different domains stays unlinked: never guess.
+
+Candidates are generated per time bucket of one tolerance width, so no join grows with the
+square of one busy socket's or process's events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from transforms import schema as s
+from transforms.params import DayWindow, LinkParams
+from transforms.polars_engine.classify import (
+    DOMAIN,
+    EVIDENCE_ROLES,
+    HTTP,
+    LEG,
+    NP,
+    NP2,
+    ROLE,
+    SSL,
+    TARGET_PORT,
+)
+
+LEG_ID = "leg_id"
+EV_ID = "ev_id"
+KIND = "kind"  # evidence kind for one-to-one: np and np2 are both network protection
+ID = "_id"
+
+_PRIORITY = {NP: 0, NP2: 0, HTTP: 1, SSL: 2}
+_ROLE_ACTION = {NP: s.CONNECTION_SUCCESS, NP2: s.CONNECTION_SUCCESS, HTTP: s.HTTP_INSPECTED}
+_ROLE_ACTION[SSL] = s.SSL_INSPECTED
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """Leg links and what happened to every evidence row."""
+
+    links: pl.DataFrame  # one row per linked leg: leg id, method, domain, primary evidence
+    ambiguous: pl.DataFrame  # leg ids left unlinked because candidates disagreed
+    used_evidence: pl.DataFrame  # evidence ids consumed, corroborating or contested
+
+
+def _legs(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+    return events.filter(pl.col(ROLE) == LEG).select(
+        pl.col(ID).alias(LEG_ID),
+        s.DEVICE_ID,
+        pl.col(s.LOCAL_PORT).alias("leg_port"),
+        pl.col(s.TIMESTAMP).alias("leg_ts"),
+        pl.col(s.REPORT_ID).alias("leg_rid"),
+        pl.col(s.REMOTE_IP).alias("leg_ip"),
+        pl.col(s.REMOTE_PORT).alias("leg_rport"),
+        pl.col(s.PROCESS_ID).alias("leg_pid"),
+        pl.col(s.PROCESS_CREATION).alias("leg_pct"),
+        (pl.col(s.TIMESTAMP).dt.epoch("us") // tol_us).alias("bucket"),
+    )
+
+
+def _evidence(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+    role = pl.col(ROLE)
+    return events.filter(role.is_in(EVIDENCE_ROLES)).select(
+        pl.col(ID).alias(EV_ID),
+        s.DEVICE_ID,
+        role,
+        pl.when(role == NP2).then(pl.lit(NP)).otherwise(role).alias(KIND),
+        pl.col(DOMAIN).alias("domain"),
+        pl.col(TARGET_PORT).alias("target_port"),
+        pl.col(s.LOCAL_PORT).alias("ev_port"),
+        pl.col(s.TIMESTAMP).alias("ev_ts"),
+        pl.col(s.REPORT_ID).alias("ev_rid"),
+        pl.col(s.REMOTE_IP).alias("ev_ip"),
+        pl.col(s.REMOTE_PORT).alias("ev_rport"),
+        pl.col(s.PROCESS_ID).alias("ev_pid"),
+        pl.col(s.PROCESS_CREATION).alias("ev_pct"),
+        (pl.col(s.TIMESTAMP).dt.epoch("us") // tol_us).alias("bucket"),
+    )
+
+
+def _spread(evidence: pl.DataFrame) -> pl.DataFrame:
+    """Each evidence row in its own and both neighbouring buckets: every leg within one
+    tolerance lies in exactly one of them."""
+    return evidence.with_columns(
+        pl.concat_list(pl.col("bucket") - 1, pl.col("bucket"), pl.col("bucket") + 1)
+    ).explode("bucket")
+
+
+def _with_delta(pairs: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+    delta = (pl.col("ev_ts") - pl.col("leg_ts")).dt.total_microseconds()
+    return pairs.with_columns(delta.alias("delta_us")).filter(pl.col("delta_us").abs() <= tol_us)
+
+
+def _same_process() -> pl.Expr:
+    return (pl.col("ev_pid") == pl.col("leg_pid")) & pl.col("ev_pct").eq_missing(pl.col("leg_pct"))
+
+
+def socket_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+    """Pairs on the same socket within the tolerance.
+
+    A process-bearing evidence row must also come from the leg's process: a local port reused by
+    another process is another connection. A `np2` row (socket shows the real target) matches
+    on device, local port and process only.
+    """
+    pairs = legs.filter(pl.col("leg_port").is_not_null()).join(
+        _spread(ev.filter(pl.col("ev_port").is_not_null())),
+        left_on=[s.DEVICE_ID, "leg_port", "bucket"],
+        right_on=[s.DEVICE_ID, "ev_port", "bucket"],
+    )
+    pairs = _with_delta(pairs, tol_us)
+    has_process = pl.col("ev_pid").fill_null(0) != 0
+    same_socket = (pl.col("ev_ip") == pl.col("leg_ip")) & (
+        pl.col("ev_rport") == pl.col("leg_rport")
+    )
+    ok = (
+        pl.when(pl.col(ROLE) == NP2)
+        .then(_same_process())
+        .otherwise(same_socket & (~has_process | _same_process()))
+    )
+    return pairs.filter(ok.fill_null(False))
+
+
+def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+    """Pairs from the same process within the tolerance, where the local ports cannot differ
+    and the evidence socket, if known, is the leg's proxy."""
+    legs = legs.filter(pl.col("leg_pid").fill_null(0) != 0)
+    ev = ev.filter((pl.col(ROLE) == NP) & (pl.col("ev_pid").fill_null(0) != 0))
+    pairs = legs.join(
+        _spread(ev),
+        left_on=[s.DEVICE_ID, "leg_pid", "leg_pct", "bucket"],
+        right_on=[s.DEVICE_ID, "ev_pid", "ev_pct", "bucket"],
+        nulls_equal=True,
+    ).with_columns(pl.col("leg_pid").alias("ev_pid"), pl.col("leg_pct").alias("ev_pct"))
+    pairs = _with_delta(pairs, tol_us)
+    ports_agree = pl.col("ev_port").is_null() | pl.col("leg_port").is_null()
+    socket_agrees = pl.col("ev_ip").is_null() | (
+        (pl.col("ev_ip") == pl.col("leg_ip"))
+        & (pl.col("ev_rport").is_null() | (pl.col("ev_rport") == pl.col("leg_rport")))
+    )
+    return pairs.filter((ports_agree & socket_agrees).fill_null(False))
+
+
+def resolve(pairs: pl.DataFrame, max_rounds: int = 4) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One-to-one assignment in rounds; returns (accepted pairs, pairs left unresolved).
+
+    Each round, legs whose remaining candidates name one domain propose their nearest evidence
+    of each kind; each evidence row accepts the nearest proposing leg. Accepted legs and
+    evidence leave the pool, which can make a contested leg clear in the next round.
+    """
+    accepted: list[pl.DataFrame] = []
+    abs_delta = pl.col("delta_us").abs()
+    for _ in range(max_rounds):
+        if pairs.is_empty():
+            break
+        clear = pairs.filter(pl.col("domain").n_unique().over(LEG_ID) == 1)
+        proposals = clear.sort([abs_delta, "ev_ts", "ev_rid", EV_ID]).unique(
+            [LEG_ID, KIND], keep="first", maintain_order=True
+        )
+        taken = proposals.sort([abs_delta, "leg_ts", "leg_rid", LEG_ID]).unique(
+            [EV_ID], keep="first", maintain_order=True
+        )
+        if taken.is_empty():
+            break
+        accepted.append(taken)
+        pairs = pairs.join(taken.select(LEG_ID).unique(), on=LEG_ID, how="anti").join(
+            taken.select(EV_ID), on=EV_ID, how="anti"
+        )
+    if not accepted:
+        return pairs.clear(), pairs
+    return pl.concat(accepted), pairs
+
+
+def _summarise(accepted: pl.DataFrame, method: str) -> pl.DataFrame:
+    """One row per linked leg: its domain, primary evidence and the target port if known."""
+    ranked = accepted.with_columns(
+        pl.col(ROLE).replace_strict(_PRIORITY, return_dtype=pl.Int8).alias("prio")
+    ).sort([LEG_ID, "prio"])
+    http_port = pl.col("target_port").filter(pl.col(ROLE) == HTTP).first()
+    np2_port = pl.col("target_port").filter(pl.col(ROLE) == NP2).first()
+    return ranked.group_by(LEG_ID, maintain_order=True).agg(
+        pl.col("domain").first(),
+        pl.lit(method).alias("method"),
+        pl.col("delta_us").first().alias("delta_us"),
+        pl.col(ROLE).first().replace_strict(_ROLE_ACTION, return_dtype=pl.String).alias("source"),
+        pl.col("ev_rid").first().alias("ev_rid"),
+        pl.coalesce(http_port, np2_port).alias("target_port"),
+    )
+
+
+def link(events: pl.DataFrame, window: DayWindow, params: LinkParams) -> LinkResult:
+    """Link the legs of the context window. `events` holds valid, deduplicated narrow rows
+    with a unique `_id`."""
+    tol_us = params.tolerance_ms * 1000
+    in_context = pl.col(s.TIMESTAMP).is_between(
+        window.context_start, window.context_end, closed="left"
+    )
+    events = events.filter(in_context)
+    legs = _legs(events, tol_us)
+    ev = _evidence(events, tol_us)
+
+    pairs1 = socket_candidates(legs, ev, tol_us)
+    taken1, left1 = resolve(pairs1)
+    linked1 = _summarise(taken1, s.METHOD_SOCKET)
+    contested1 = pairs1.select(EV_ID).unique()
+
+    # Corroboration: a port-less NP row naming the domain of a leg already linked on its socket,
+    # in the same process, is that leg's own evidence, not a rival for another leg.
+    spare = ev.join(contested1, on=EV_ID, how="anti")
+    has_np = taken1.filter(pl.col(KIND) == NP).select(LEG_ID).unique()
+    linked_legs = legs.join(
+        linked1.select(LEG_ID, pl.col("domain").alias("leg_domain")), on=LEG_ID
+    ).join(has_np, on=LEG_ID, how="anti")
+    corr_pairs = process_candidates(linked_legs, spare, tol_us).filter(
+        pl.col("domain") == pl.col("leg_domain")
+    )
+    taken_corr, _ = resolve(corr_pairs)
+
+    spare = spare.join(taken_corr.select(EV_ID), on=EV_ID, how="anti")
+    open_legs = legs.join(linked1.select(LEG_ID), on=LEG_ID, how="anti").join(
+        left1.select(LEG_ID).unique(), on=LEG_ID, how="anti"
+    )
+    pairs2 = process_candidates(open_legs, spare, tol_us)
+    taken2, left2 = resolve(pairs2)
+    linked2 = _summarise(taken2, s.METHOD_PROCESS)
+
+    used = pl.concat(
+        [
+            contested1.select(EV_ID),
+            taken_corr.select(EV_ID),
+            pairs2.select(EV_ID),
+        ]
+    ).unique()
+    ambiguous = pl.concat([left1.select(LEG_ID), left2.select(LEG_ID)]).unique()
+    return LinkResult(
+        links=pl.concat([linked1, linked2]),
+        ambiguous=ambiguous,
+        used_evidence=used,
+    )

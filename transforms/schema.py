@@ -1,0 +1,129 @@
+"""Column names and value sets of the input and curated contracts.
+
+Both engines and every job import these names, so a contract change happens in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- input contract (Defender advanced-hunting names) -------------------------------------
+TIMESTAMP: Final = "Timestamp"
+DEVICE_ID: Final = "DeviceId"
+DEVICE_NAME: Final = "DeviceName"
+ACTION_TYPE: Final = "ActionType"
+REMOTE_IP: Final = "RemoteIP"
+REMOTE_PORT: Final = "RemotePort"
+REMOTE_URL: Final = "RemoteUrl"
+LOCAL_IP: Final = "LocalIP"
+LOCAL_PORT: Final = "LocalPort"
+PROTOCOL: Final = "Protocol"
+PROCESS_ID: Final = "InitiatingProcessId"
+PROCESS_CREATION: Final = "InitiatingProcessCreationTime"
+REPORT_ID: Final = "ReportId"
+ADDITIONAL_FIELDS: Final = "AdditionalFields"
+
+STRING_COLUMNS: Final = (
+    DEVICE_ID,
+    DEVICE_NAME,
+    ACTION_TYPE,
+    REMOTE_IP,
+    REMOTE_URL,
+    LOCAL_IP,
+    PROTOCOL,
+    ADDITIONAL_FIELDS,
+)
+PORT_COLUMNS: Final = (REMOTE_PORT, LOCAL_PORT)
+LONG_COLUMNS: Final = (PROCESS_ID, REPORT_ID)
+TIMESTAMP_COLUMNS: Final = (TIMESTAMP, PROCESS_CREATION)
+
+REQUIRED_COLUMNS: Final = (
+    TIMESTAMP,
+    DEVICE_ID,
+    DEVICE_NAME,
+    ACTION_TYPE,
+    REMOTE_IP,
+    REMOTE_PORT,
+    REMOTE_URL,
+    LOCAL_IP,
+    LOCAL_PORT,
+    PROTOCOL,
+    PROCESS_ID,
+    PROCESS_CREATION,
+    REPORT_ID,
+    ADDITIONAL_FIELDS,
+)
+
+# An event is unique by this key; ReportId alone repeats, even within one device.
+EVENT_KEY: Final = (DEVICE_ID, TIMESTAMP, REPORT_ID)
+
+# Hive partition columns of the lake; never carried into the curated rows as data.
+PARTITION_DATE: Final = "date"
+PARTITION_HOUR: Final = "hour"
+
+# --- action types --------------------------------------------------------------------------
+CONNECTION_SUCCESS: Final = "ConnectionSuccess"
+HTTP_INSPECTED: Final = "HttpConnectionInspected"
+SSL_INSPECTED: Final = "SslConnectionInspected"
+EVIDENCE_SOURCES: Final = (CONNECTION_SUCCESS, HTTP_INSPECTED, SSL_INSPECTED)
+
+# ActionTypes Defender documents for DeviceNetworkEvents; others are carried but flagged.
+KNOWN_ACTION_TYPES: Final = (
+    "ConnectionSuccess",
+    "ConnectionFailed",
+    "ConnectionAttempt",
+    "ConnectionRequest",
+    "ConnectionFound",
+    "ConnectionAcknowledged",
+    "InboundConnectionAccepted",
+    "ListeningConnectionCreated",
+    "NetworkSignatureInspected",
+    "HttpConnectionInspected",
+    "SslConnectionInspected",
+    "DnsConnectionInspected",
+    "IcmpConnectionInspected",
+    "SshConnectionInspected",
+    "SmtpConnectionInspected",
+    "FtpConnectionInspected",
+    "NtlmAuthenticationInspected",
+    "InboundInternetScanInspected",
+)
+
+# --- curated contract: connection_success ---------------------------------------------------
+IS_PROXIED: Final = "IsProxied"
+PROXY_IP: Final = "ProxyIP"
+PROXY_PORT: Final = "ProxyPort"
+TARGET_PORT: Final = "TargetPort"
+LINK_METHOD: Final = "LinkMethod"
+LINK_DELTA_MS: Final = "LinkDeltaMs"
+EVIDENCE_SOURCE: Final = "EvidenceSource"
+EVIDENCE_REPORT_ID: Final = "EvidenceReportId"
+
+ADDED_COLUMNS: Final = (
+    IS_PROXIED,
+    PROXY_IP,
+    PROXY_PORT,
+    TARGET_PORT,
+    LINK_METHOD,
+    LINK_DELTA_MS,
+    EVIDENCE_SOURCE,
+    EVIDENCE_REPORT_ID,
+)
+
+METHOD_DIRECT: Final = "direct"
+METHOD_SOCKET: Final = "socket"
+METHOD_PROCESS: Final = "process"
+METHOD_EVIDENCE_ONLY: Final = "evidence_only"
+METHOD_UNLINKED: Final = "unlinked"
+LINK_METHODS: Final = (
+    METHOD_DIRECT,
+    METHOD_SOCKET,
+    METHOD_PROCESS,
+    METHOD_EVIDENCE_ONLY,
+    METHOD_UNLINKED,
+)
+
+# --- rejects table ---------------------------------------------------------------------------
+REJECT_REASON: Final = "RejectReason"
+REJECT_RECORD: Final = "Record"
+SOURCE_FILE: Final = "SourceFile"
