@@ -99,7 +99,7 @@ def commit_partition(staged: StagedFiles, empty_schema: pa.Schema | None = None)
         )
         return DeltaTable(uri).version()
     current = pa.schema(table.schema().to_arrow())
-    if current != schema:
+    if [(f.name, _plain(f.type)) for f in current] != [(f.name, _plain(f.type)) for f in schema]:
         schema = _merge_schema(current, schema)
     table.create_write_transaction(
         actions,
@@ -111,13 +111,22 @@ def commit_partition(staged: StagedFiles, empty_schema: pa.Schema | None = None)
     return DeltaTable(uri).version()
 
 
+def _plain(t: pa.DataType) -> pa.DataType:
+    """Delta has one string and one binary type; Arrow's large variants are the same to it."""
+    if t == pa.large_string() or t == pa.string_view():
+        return pa.string()
+    if t == pa.large_binary():
+        return pa.binary()
+    return t
+
+
 def _merge_schema(current: pa.Schema, new: pa.Schema) -> pa.Schema:
     """Columns of the table first, new optional columns after; a changed type is an error."""
     fields = list(current)
     for f in new:
         if f.name not in current.names:
             fields.insert(len(fields) - 1, f)
-        elif current.field(f.name).type != f.type:
+        elif _plain(current.field(f.name).type) != _plain(f.type):
             raise OutputError(
                 f"column {f.name} is {f.type} in this run but {current.field(f.name).type} "
                 f"in the published table"

@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine (Python 3.11+, Java 17):
+#   make demo   - venv, install, generate a sample lake, run the nightly job for one day
+#   make test   - venv, install, run the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DATE ?= 2026-11-01
+
+.PHONY: install demo test lint format bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf demo
+	$(BIN)/proxylink sample --out demo/lake --devices 200 --start $(DEMO_DATE) --days 2
+	$(BIN)/proxylink run --conf conf/local.yaml --date $(DEMO_DATE)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_bench.py
+
+clean:
+	rm -rf demo bench/.data .pytest_cache .mypy_cache .ruff_cache

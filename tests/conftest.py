@@ -1,0 +1,64 @@
+"""Shared fixtures: the engine parameter and a runner that builds a day from inline rows."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import PROXY, PROXY_PORT, frame, write_lake  # noqa: E402
+
+from jobs.config import load_config  # noqa: E402
+from jobs.run import RunReport, run_day  # noqa: E402
+
+DAY = date(2026, 11, 1)
+
+
+@pytest.fixture(params=["polars"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every engine must pass the same behavioural tests."""
+    return str(request.param)
+
+
+Built = tuple[pl.DataFrame, RunReport]
+
+
+@pytest.fixture
+def build(tmp_path: Path, engine: str) -> Callable[..., Built]:
+    """Write rows as a lake, run day D, return the published curated rows and the report."""
+
+    def _build(
+        rows: list[dict[str, Any]] | pl.DataFrame,
+        day: date = DAY,
+        proxies: tuple[str, ...] = (f"{PROXY}:{PROXY_PORT}",),
+        tolerance: float = 5.0,
+        curated: Path | None = None,
+    ) -> Built:
+        df = rows if isinstance(rows, pl.DataFrame) else frame(rows)
+        lake = tmp_path / "lake"
+        if not lake.exists():
+            write_lake(lake, df)
+        out = curated or tmp_path / "curated"
+        config = load_config(
+            None,
+            {
+                "engine": engine,
+                "events": str(lake / "DeviceNetworkEvents"),
+                "curated": str(out),
+                "proxies": list(proxies),
+                "link": {"tolerance_seconds": tolerance},
+            },
+        )
+        report = run_day(config, day)
+        table = pl.read_delta(str(out / "connection_success"))
+        table = table.filter(pl.col("date") == day)
+        return table.sort("Timestamp", "ReportId"), report
+
+    return _build

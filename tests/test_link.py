@@ -1,0 +1,264 @@
+"""Link edge cases, one small inline fixture each (DESIGN.md, "Link semantics")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+from helpers import at, direct, http_row, leg, np_row, ssl_row
+
+from transforms import schema as s
+
+Build = Callable[..., Any]
+
+
+def by_port(df: pl.DataFrame) -> dict[int | None, dict[str, Any]]:
+    return {r[s.LOCAL_PORT]: r for r in df.iter_rows(named=True)}
+
+
+def test_socket_match_attaches_lowercased_domain_and_delta(build: Build) -> None:
+    df, _ = build([leg(0, 50001), np_row(30, "WWW.Example.COM", 50001)])
+    (row,) = df.iter_rows(named=True)
+    assert row[s.REMOTE_URL] == "www.example.com"
+    assert row[s.LINK_METHOD] == "socket"
+    assert row[s.LINK_DELTA_MS] == 30
+    assert row[s.EVIDENCE_SOURCE] == "ConnectionSuccess"
+    assert row[s.IS_PROXIED] and row[s.PROXY_IP] == "10.20.0.5" and row[s.PROXY_PORT] == 8080
+    assert row[s.REMOTE_IP] == "10.20.0.5", "the socket columns keep what the socket saw"
+
+
+def test_evidence_before_the_leg_links_with_negative_delta(build: Build) -> None:
+    df, _ = build([leg(0, 50001), np_row(-1500, "a.example.com", 50001)])
+    assert df[s.LINK_DELTA_MS].to_list() == [-1500]
+    assert df[s.REMOTE_URL].to_list() == ["a.example.com"]
+
+
+def test_tolerance_is_inclusive_and_enforced(build: Build) -> None:
+    rows = [
+        leg(0, 50001),
+        np_row(5000, "edge.example.com", 50001),
+        leg(20_000, 50002),
+        np_row(25_001, "late.example.com", 50002),
+    ]
+    df, report = build(rows)
+    ports = by_port(df.filter(pl.col(s.LINK_METHOD) != "evidence_only"))
+    assert ports[50001][s.REMOTE_URL] == "edge.example.com"
+    assert ports[50002][s.LINK_METHOD] == "unlinked"
+    assert ports[50002][s.REMOTE_URL] is None
+    # the late NP row has no leg within the tolerance, so it stands for its own connection
+    assert report.counts["method_evidence_only"] == 1
+
+
+def test_inspection_rows_link_on_the_socket_and_give_the_target_port(build: Build) -> None:
+    rows = [
+        leg(0, 50001),
+        http_row(20, "api.example.com", 50001, target=8443),
+        ssl_row(35, "api.example.com", 50001),
+    ]
+    df, report = build(rows)
+    (row,) = df.iter_rows(named=True)
+    assert row[s.REMOTE_URL] == "api.example.com"
+    assert row[s.TARGET_PORT] == 8443
+    assert row[s.EVIDENCE_SOURCE] == "HttpConnectionInspected"
+    assert report.counts["evidence_folded"] == 2
+
+
+def test_network_protection_evidence_is_preferred_over_inspection(build: Build) -> None:
+    rows = [
+        leg(0, 50001),
+        http_row(5, "x.example.com", 50001),
+        np_row(40, "x.example.com", 50001),
+    ]
+    df, _ = build(rows)
+    assert df[s.EVIDENCE_SOURCE].to_list() == ["ConnectionSuccess"]
+    assert df[s.LINK_DELTA_MS].to_list() == [40]
+    assert df[s.TARGET_PORT].to_list() == [443]
+
+
+def test_portless_evidence_links_by_process(build: Build) -> None:
+    df, _ = build([leg(0, 50001), np_row(200, "p.example.com", None)])
+    assert df[s.LINK_METHOD].to_list() == ["process"]
+    assert df[s.REMOTE_URL].to_list() == ["p.example.com"]
+
+
+def test_burst_portless_evidence_goes_to_the_one_open_leg(build: Build) -> None:
+    """Four parallel sockets; three NP rows carry their port, one does not."""
+    rows = [leg(i * 10, 50001 + i) for i in range(4)]
+    rows += [np_row(60 + i, f"s{i}.example.com", 50001 + i) for i in (0, 1, 3)]
+    rows += [np_row(70, "s2.example.com", None)]
+    df, _ = build(rows)
+    ports = by_port(df)
+    assert {p: ports[p][s.REMOTE_URL] for p in ports} == {
+        50001: "s0.example.com",
+        50002: "s1.example.com",
+        50003: "s2.example.com",
+        50004: "s3.example.com",
+    }
+    assert ports[50003][s.LINK_METHOD] == "process"
+
+
+def test_never_guess_between_two_portless_domains(build: Build) -> None:
+    rows = [leg(0, 50001), leg(10, 50002), np_row(5, "a.com", None), np_row(12, "b.com", None)]
+    df, report = build(rows)
+    assert df[s.LINK_METHOD].to_list() == ["unlinked", "unlinked"]
+    assert df[s.REMOTE_URL].to_list() == [None, None]
+    assert report.counts["unlinked_ambiguous"] == 2
+    assert report.counts["method_evidence_only"] == 0, "contested evidence is not a connection"
+
+
+def test_same_domain_candidates_are_not_rivals(build: Build) -> None:
+    rows = [leg(0, 50001), leg(10, 50002), np_row(5, "c.com", None), np_row(12, "c.com", None)]
+    df, _ = build(rows)
+    assert df[s.REMOTE_URL].to_list() == ["c.com", "c.com"]
+    assert sorted(df[s.EVIDENCE_REPORT_ID].to_list()) == sorted(
+        set(df[s.EVIDENCE_REPORT_ID].to_list())
+    ), "one-to-one: each evidence row explains one leg"
+
+
+def test_never_guess_on_one_socket_naming_two_domains(build: Build) -> None:
+    rows = [leg(0, 50001), np_row(10, "a.com", 50001), ssl_row(20, "b.com", 50001)]
+    df, _ = build(rows)
+    assert df[s.LINK_METHOD].to_list() == ["unlinked"]
+
+
+def test_matching_is_one_to_one(build: Build) -> None:
+    """Two open legs of one process, one port-less NP row: only one leg gets it."""
+    rows = [leg(0, 50001), leg(3000, 50002), np_row(2900, "one.com", None)]
+    df, _ = build(rows)
+    ports = by_port(df)
+    assert ports[50002][s.REMOTE_URL] == "one.com"
+    assert ports[50001][s.LINK_METHOD] == "unlinked"
+
+
+def test_pid_reuse_does_not_link_another_process(build: Build) -> None:
+    other = datetime(2026, 11, 1, 11, 0, tzinfo=UTC)
+    rows = [leg(0, 50001), np_row(100, "reuse.com", None, InitiatingProcessCreationTime=other)]
+    df, report = build(rows)
+    assert df.filter(pl.col(s.LINK_METHOD) != "evidence_only")[s.LINK_METHOD].to_list() == [
+        "unlinked"
+    ]
+    assert report.counts["method_evidence_only"] == 1
+
+
+def test_socket_evidence_of_another_process_is_port_reuse(build: Build) -> None:
+    rows = [leg(0, 50001), np_row(50, "other.com", 50001, InitiatingProcessId=999)]
+    df, _ = build(rows)
+    legs = df.filter(pl.col(s.LINK_METHOD) != "evidence_only")
+    assert legs[s.LINK_METHOD].to_list() == ["unlinked"]
+
+
+def test_port_reuse_later_links_each_connection_to_its_own_evidence(build: Build) -> None:
+    rows = [
+        leg(0, 50001),
+        np_row(20, "first.com", 50001),
+        leg(60_000, 50001),
+        np_row(60_020, "second.com", 50001),
+    ]
+    df, _ = build(rows)
+    assert df[s.REMOTE_URL].to_list() == ["first.com", "second.com"]
+
+
+def test_evidence_with_another_port_never_links_by_process(build: Build) -> None:
+    """The NP row names port 50009, whose leg is missing: it is its own connection."""
+    rows = [leg(0, 50001), np_row(30, "mine.com", 50009)]
+    df, report = build(rows)
+    ports = by_port(df)
+    assert ports[50001][s.LINK_METHOD] == "unlinked"
+    assert ports[50009][s.LINK_METHOD] == "evidence_only"
+    assert ports[50009][s.REMOTE_URL] == "mine.com"
+    assert report.counts["curated"] == 2
+
+
+def test_missing_leg_keeps_the_evidence_as_the_connection(build: Build) -> None:
+    rows = [
+        np_row(0, "lonely.com", 50005),
+        http_row(10, "lonely.com", 50005),
+        ssl_row(20, "lonely.com", 50005),
+    ]
+    df, report = build(rows)
+    (row,) = df.iter_rows(named=True)
+    assert row[s.LINK_METHOD] == "evidence_only"
+    assert row[s.EVIDENCE_REPORT_ID] == row[s.REPORT_ID]
+    assert row[s.LINK_DELTA_MS] is None
+    assert report.counts["inspection_unmatched"] == 2
+
+
+def test_real_target_shape_of_np_row_is_folded_not_direct(build: Build) -> None:
+    rows = [
+        leg(0, 50001),
+        np_row(25, "shape2.com", 50001, RemoteIP="93.184.216.34", RemotePort=443),
+    ]
+    df, report = build(rows)
+    (row,) = df.iter_rows(named=True)
+    assert row[s.REMOTE_URL] == "shape2.com"
+    assert row[s.TARGET_PORT] == 443
+    assert report.counts["method_direct"] == 0
+
+
+def test_real_target_row_without_a_leg_is_a_direct_connection(build: Build) -> None:
+    rows = [np_row(25, "direct.com", 50001, RemoteIP="93.184.216.34", RemotePort=443)]
+    df, _ = build(rows)
+    assert df[s.LINK_METHOD].to_list() == ["direct"]
+    assert df[s.IS_PROXIED].to_list() == [False]
+    assert df[s.PROXY_IP].to_list() == [None]
+    assert df[s.REMOTE_URL].to_list() == ["direct.com"]
+
+
+def test_corroborating_portless_np_is_folded_into_its_linked_leg(build: Build) -> None:
+    """L1 links on its socket through HTTP; its port-less NP row must neither count as a
+    connection nor be handed to L2, the open leg next to it."""
+    rows = [
+        leg(0, 50001),
+        http_row(10, "corr.com", 50001),
+        np_row(15, "corr.com", None),
+        leg(30, 50002),
+    ]
+    df, report = build(rows)
+    ports = by_port(df)
+    assert ports[50001][s.REMOTE_URL] == "corr.com"
+    assert ports[50002][s.LINK_METHOD] == "unlinked"
+    assert report.counts["curated"] == 2
+    assert report.counts["evidence_folded"] == 2
+
+
+def test_device_without_evidence_leaves_legs_unlinked(build: Build) -> None:
+    df, report = build([leg(0, 50001), leg(100, 50002)])
+    assert df[s.LINK_METHOD].to_list() == ["unlinked", "unlinked"]
+    assert report.link_stats["devices_with_evidence"] == 0
+
+
+def test_direct_connection_is_its_own_row(build: Build) -> None:
+    df, _ = build([direct(0, port=445, RemoteUrl="FileServer.corp.local")])
+    (row,) = df.iter_rows(named=True)
+    assert row[s.LINK_METHOD] == "direct"
+    assert row[s.TARGET_PORT] == 445
+    assert row[s.REMOTE_URL] == "fileserver.corp.local"
+
+
+def test_connection_across_midnight_is_linked_once(build: Build) -> None:
+    before = datetime(2026, 11, 1, 23, 59, 59, tzinfo=UTC)
+    ms = (before - at(0)).total_seconds() * 1000
+    rows = [leg(ms, 50001), np_row(ms + 2000, "midnight.com", 50001)]
+    day1, _ = build(rows)
+    assert day1[s.REMOTE_URL].to_list() == ["midnight.com"]
+    day2, report2 = build(rows, day=before.date() + timedelta(days=1))
+    assert day2.height == 0, "the evidence after midnight is not a connection of its own"
+    assert report2.counts["evidence_folded"] == 1
+
+
+def test_proxy_as_network_without_port_and_ipv4_mapped_address(build: Build) -> None:
+    rows = [
+        leg(0, 50001, RemoteIP="::ffff:10.20.0.5", RemotePort=3128),
+        np_row(10, "cidr.com", 50001, RemoteIP="::ffff:10.20.0.5", RemotePort=3128),
+    ]
+    df, _ = build(rows, proxies=("10.20.0.0/24",))
+    assert df[s.REMOTE_URL].to_list() == ["cidr.com"]
+    assert df[s.PROXY_IP].to_list() == ["::ffff:10.20.0.5"]
+
+
+def test_proxy_port_restricts_what_counts_as_a_leg(build: Build) -> None:
+    rows = [leg(0, 50001, RemotePort=3128)]
+    df, _ = build(rows, proxies=("10.20.0.5:8080",))
+    assert df[s.LINK_METHOD].to_list() == ["direct"]
