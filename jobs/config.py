@@ -112,10 +112,13 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         if not isinstance(loaded, dict):
             raise ConfigError(f"config {path} must be a mapping of settings")
         data = loaded
-    if overrides:
-        data = _merge(data, overrides)
-        source = f"{source} + command line"
     try:
+        # The file is validated on its own too: a broken file is reported even where a flag
+        # overrides the broken setting, so it cannot surprise the next run that lacks the flag.
+        Config.model_validate(data)
+        if overrides:
+            source = f"{source} + command line"
+            return Config.model_validate(_merge(data, overrides))
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, source)) from None

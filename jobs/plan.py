@@ -62,9 +62,8 @@ def plan_files(root: Path, window: DayWindow, params: LinkParams) -> list[Planne
     day = window.day
     own = _partitions(root, day)
     if not own:
-        raise InputError(
-            f"no partitions for {day.isoformat()} under {root} (expected {root}/date={day.isoformat()}/)"
-        )
+        expected = root / f"date={day.isoformat()}"
+        raise InputError(f"no partitions for {day.isoformat()} under {root} (expected {expected}/)")
     planned: list[PlannedFile] = []
     days = sorted({lo.date(), day, (hi - timedelta(microseconds=1)).date()})
     for d in days:

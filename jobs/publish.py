@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from jobs.errors import OutputError
 from transforms import schema as s
@@ -73,7 +73,7 @@ def commit_partition(staged: StagedFiles, empty_schema: pa.Schema | None = None)
         raise ValueError("an empty partition needs its schema")
     schema = _delta_schema(file_schema)
     day = staged.day.isoformat()
-    actions = []
+    actions: list[AddAction] = []
     for p in staged.paths:
         st = p.stat()
         actions.append(
@@ -101,8 +101,9 @@ def commit_partition(staged: StagedFiles, empty_schema: pa.Schema | None = None)
     current = pa.schema(table.schema().to_arrow())
     if [(f.name, _plain(f.type)) for f in current] != [(f.name, _plain(f.type)) for f in schema]:
         schema = _merge_schema(current, schema)
+    changes: list[AddAction | RemoveAction] = list(actions)
     table.create_write_transaction(
-        actions,
+        changes,
         mode="overwrite",
         schema=DeltaSchema.from_arrow(schema),
         partition_by=[s.PARTITION_DATE],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -86,7 +87,7 @@ def _read_and_build(
     while True:
         scan = lake.scan_lake(files, on_corrupt)
         try:
-            return scan, lake.guarded(scan.files, lambda: _build(scan, window, params))
+            return scan, lake.guarded(scan.files, partial(_build, scan, window, params))
         except lake.UnreadableFile as exc:
             if on_corrupt != "skip":
                 raise

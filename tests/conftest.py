@@ -13,10 +13,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import PROXY, PROXY_PORT, frame, write_lake  # noqa: E402
+from helpers import PROXY, PROXY_PORT, frame, write_lake
 
-from jobs.config import load_config  # noqa: E402
-from jobs.run import RunReport, run_day  # noqa: E402
+from jobs.config import load_config
+from jobs.run import RunReport, run_day
 
 DAY = date(2026, 11, 1)
 

@@ -12,7 +12,7 @@ from transforms import schema as s
 from transforms.params import DayWindow
 from transforms.polars_engine.classify import DIRECT, DOMAIN, HTTP, LEG, NP, NP2, ROLE, SSL
 from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
-from transforms.polars_engine.normalise import FILE, HOME_DAY, REJECT, ROW, ROW_HASH
+from transforms.polars_engine.normalise import FILE, HOME_DAY, REJECT, ROW, ROW_HASH, raw_name
 
 FATE = "_fate"
 CURATED = "curated"
@@ -164,19 +164,24 @@ def rejected_rows(
 ) -> pl.LazyFrame:
     """The rejected rows of day D as they were read, each with its reason and file."""
     bad = decisions.filter(pl.col(FATE) == REJECTED).select(FILE, ROW, REJECT)
-    content = [c for c in raw.collect_schema() if not c.startswith("_")]
-    as_text = [pl.col(c).cast(pl.String) for c in content]
+    schema = raw.collect_schema()
+    content = [c for c in schema if not c.startswith("_")]
+    text = {
+        c: pl.coalesce(pl.col(raw_name(c)), pl.col(c).cast(pl.String))
+        if raw_name(c) in schema
+        else pl.col(c).cast(pl.String)
+        for c in content
+    }
     return raw.join(bad.lazy(), on=[FILE, ROW], how="inner").select(
         pl.lit(window.day).alias(s.PARTITION_DATE),
         pl.col(REJECT).alias(s.REJECT_REASON),
         pl.col(FILE)
         .replace_strict(list(range(len(files))), files, return_dtype=pl.String)
         .alias(s.SOURCE_FILE),
-        pl.col(s.DEVICE_ID).cast(pl.String),
-        pl.col(s.TIMESTAMP).cast(pl.String),
-        pl.col(s.REPORT_ID).cast(pl.String),
-        pl.col(s.ACTION_TYPE).cast(pl.String),
-        pl.struct(as_text).struct.json_encode().alias(s.REJECT_RECORD),
+        *[text[c].alias(c) for c in (s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID, s.ACTION_TYPE)],
+        pl.struct([e.alias(c) for c, e in text.items()])
+        .struct.json_encode()
+        .alias(s.REJECT_RECORD),
     )
 
 

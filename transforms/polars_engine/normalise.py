@@ -30,40 +30,66 @@ CONTRACT_DTYPES: dict[str, pl.DataType] = {
     **{c: UTC_US for c in s.TIMESTAMP_COLUMNS},
 }
 
-_TS_FORMATS = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f")
+_TS_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+)
+
+
+def raw_name(column: str) -> str:
+    """The shadow column that keeps a coerced column's original text."""
+    return f"_raw_{column}"
 
 
 def harmonise(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Give each contract column its contract dtype or String, so files of one lake concatenate.
+    """Give each contract column its contract dtype, so files of one lake concatenate.
 
-    Objects (structs, lists) become JSON text; other mismatches become text and are parsed,
-    row by row, in `normalise`.
+    A column stored with another type (ports as text, a Timestamp as text) is parsed here, per
+    file, and its original text is kept in `_raw_<column>` so that a value that does not parse
+    is rejected with what it was. Objects (structs, lists) become JSON text.
     """
     schema = frame.collect_schema()
     exprs: list[pl.Expr] = []
     for name, dtype in schema.items():
         want = CONTRACT_DTYPES.get(name)
-        if want is None:
-            if isinstance(dtype, pl.Struct | pl.List):
-                exprs.append(_to_json(name, dtype))
-            continue
-        if dtype == want:
-            continue
         if isinstance(dtype, pl.Struct | pl.List):
-            exprs.append(_to_json(name, dtype))
-        elif isinstance(want, pl.Datetime) and isinstance(dtype, pl.Datetime):
-            exprs.append(_as_utc(pl.col(name), dtype))
-        elif isinstance(want, pl.Int32 | pl.Int64) and dtype.is_integer():
-            exprs.append(pl.col(name).cast(pl.Int64))
+            exprs.append(_to_json(name, dtype).alias(name))
+            continue
+        if want is None or dtype == want:
+            continue
+        if isinstance(want, pl.Datetime) and isinstance(dtype, pl.Datetime):
+            exprs.append(_as_utc(pl.col(name), dtype).alias(name))
+        elif want.is_integer() and dtype.is_integer():
+            exprs.append(pl.col(name).cast(pl.Int64).alias(name))
+        elif want == pl.String:
+            exprs.append(pl.col(name).cast(pl.String).alias(name))
         else:
-            exprs.append(pl.col(name).cast(pl.String))
+            text = pl.col(name).cast(pl.String)
+            exprs.append(text.alias(raw_name(name)))
+            exprs.append(_parse(text.str.strip_chars(), want).alias(name))
     return frame.with_columns(exprs) if exprs else frame
+
+
+def _parse(text: pl.Expr, want: pl.DataType) -> pl.Expr:
+    if isinstance(want, pl.Datetime):
+        return pl.coalesce(
+            [
+                text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
+                for f in _TS_FORMATS
+            ]
+        )
+    as_float = text.cast(pl.Float64, strict=False)
+    whole = pl.when(as_float == as_float.round(0)).then(as_float).cast(pl.Int64, strict=False)
+    return pl.coalesce(text.cast(pl.Int64, strict=False), whole)
 
 
 def _to_json(name: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Struct):
         return pl.col(name).struct.json_encode()
-    return pl.struct(pl.col(name).alias("v")).struct.json_encode().str.slice(5, None).str.head(-1)
+    wrapped = pl.struct(pl.col(name).alias("v")).struct.json_encode()
+    return wrapped.str.slice(5, None).str.head(-1)
 
 
 def _as_utc(expr: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
@@ -72,45 +98,8 @@ def _as_utc(expr: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
     return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
 
-def _blank_to_null(name: str) -> pl.Expr:
-    text = pl.col(name).str.strip_chars()
-    return pl.when(text == "").then(None).otherwise(pl.col(name))
-
-
-def _parse_int(name: str, dtype: pl.DataType, target: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    """Parsed column and a flag for a present value that is not an integer."""
-    if dtype == pl.String:
-        raw = pl.col(name).str.strip_chars()
-        raw = pl.when(raw == "").then(None).otherwise(raw)
-        parsed = raw.cast(pl.Int64, strict=False)
-        bad = raw.is_not_null() & parsed.is_null()
-    else:
-        parsed = pl.col(name).cast(pl.Int64, strict=False)
-        bad = pl.lit(False)
-    if target == pl.Int32:
-        bad = bad | (parsed.is_not_null() & ((parsed < 0) | (parsed > 65535)))
-        parsed = pl.when((parsed >= 0) & (parsed <= 65535)).then(parsed)
-    return parsed.cast(target).alias(name), bad
-
-
-def _parse_ts(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    if isinstance(dtype, pl.Datetime):
-        return _as_utc(pl.col(name), dtype).alias(name), pl.lit(False)
-    if dtype == pl.String:
-        raw = pl.col(name).str.strip_chars()
-        raw = pl.when(raw == "").then(None).otherwise(raw)
-        parsed = pl.coalesce(
-            [
-                raw.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
-                for f in _TS_FORMATS
-            ]
-        )
-        return parsed.alias(name), raw.is_not_null() & parsed.is_null()
-    if dtype == pl.Date:
-        return pl.col(name).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name), pl.lit(
-            False
-        )
-    return pl.lit(None, UTC_US).alias(name), pl.col(name).is_not_null()
+def _blank_to_null(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr.str.strip_chars() == "").then(None).otherwise(expr)
 
 
 def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
@@ -124,36 +113,40 @@ def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     if missing:
         raise ValueError(f"required column(s) missing: {', '.join(missing)}")
 
+    def unparsed(name: str) -> pl.Expr:
+        """A value was present in the file but did not parse."""
+        if raw_name(name) not in schema:
+            return pl.lit(False)
+        text = pl.col(raw_name(name)).str.strip_chars()
+        return text.is_not_null() & (text != "") & pl.col(name).is_null()
+
     typed: list[pl.Expr] = []
-    bad_flags: dict[str, pl.Expr] = {}
     for name in s.STRING_COLUMNS:
-        expr = _blank_to_null(name)
+        expr = _blank_to_null(pl.col(name))
         if name in (s.REMOTE_IP, s.LOCAL_IP):
             expr = pl.when(expr.str.strip_chars() == "-").then(None).otherwise(expr)
         typed.append(expr.alias(name))
-    for name in (*s.PORT_COLUMNS, *s.LONG_COLUMNS):
-        parsed, bad = _parse_int(name, schema[name], CONTRACT_DTYPES[name])
-        typed.append(parsed)
-        bad_flags[name] = bad
-    for name in s.TIMESTAMP_COLUMNS:
-        parsed, bad = _parse_ts(name, schema[name])
-        typed.append(parsed)
-        bad_flags[name] = bad
+    bad_port: dict[str, pl.Expr] = {}
+    for name in s.PORT_COLUMNS:
+        value = pl.col(name).cast(pl.Int64)
+        in_range = value.is_between(0, 65535)
+        bad_port[name] = unparsed(name) | ~in_range.fill_null(True)
+        typed.append(pl.when(in_range).then(value).cast(pl.Int32).alias(name))
+    typed.append(pl.col(s.REPORT_ID).cast(pl.Int64))
+    typed.append(pl.col(s.PROCESS_ID).cast(pl.Int64))
 
-    flag_cols = [flag.alias(f"_bad_{name}") for name, flag in bad_flags.items()]
-    frame = raw.with_columns([*typed, *flag_cols])
-    skew = pl.duration(milliseconds=params.clock_skew_ms)
     ts = pl.col(s.TIMESTAMP)
+    skew = pl.duration(milliseconds=params.clock_skew_ms)
     checks: list[tuple[str, pl.Expr]] = [
         ("null_DeviceId", pl.col(s.DEVICE_ID).is_null()),
-        ("bad_Timestamp", pl.col(f"_bad_{s.TIMESTAMP}")),
+        ("bad_Timestamp", unparsed(s.TIMESTAMP)),
         ("null_Timestamp", ts.is_null()),
-        ("bad_ReportId", pl.col(f"_bad_{s.REPORT_ID}")),
+        ("bad_ReportId", unparsed(s.REPORT_ID)),
         ("null_ReportId", pl.col(s.REPORT_ID).is_null()),
-        ("bad_LocalPort", pl.col(f"_bad_{s.LOCAL_PORT}")),
-        ("bad_RemotePort", pl.col(f"_bad_{s.REMOTE_PORT}")),
-        ("bad_InitiatingProcessId", pl.col(f"_bad_{s.PROCESS_ID}")),
-        ("bad_InitiatingProcessCreationTime", pl.col(f"_bad_{s.PROCESS_CREATION}")),
+        ("bad_LocalPort", pl.col("_bad_LocalPort")),
+        ("bad_RemotePort", pl.col("_bad_RemotePort")),
+        ("bad_InitiatingProcessId", unparsed(s.PROCESS_ID)),
+        ("bad_InitiatingProcessCreationTime", unparsed(s.PROCESS_CREATION)),
         ("bad_AdditionalFields", _unparseable_evidence_fields()),
         (
             "Timestamp_outside_partition",
@@ -163,10 +156,13 @@ def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     home = (
         pl.when(pl.col(REJECT).is_null()).then(ts.dt.date()).otherwise(pl.col(PART_START).dt.date())
     )
+    flags = [e.alias(f"_bad_{n}") for n, e in bad_port.items()]
     return (
-        frame.with_columns(_reject_expr(checks))
+        raw.with_columns(flags)
+        .with_columns(typed)
+        .with_columns(_reject_expr(checks))
         .with_columns(home.alias(HOME_DAY))
-        .drop([c.meta.output_name() for c in flag_cols])
+        .drop([f"_bad_{n}" for n in bad_port])
     )
 
 

@@ -1,0 +1,248 @@
+"""Bad input: one clear line and a meaningful exit code, or quarantine with reconciled counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from helpers import frame, http_row, leg, np_row, write_lake
+
+from jobs.cli import main
+from transforms import schema as s
+
+DAY = "2026-11-01"
+
+
+def run_cli(
+    capsys: pytest.CaptureFixture[str], events: Path, curated: Path, *extra: str
+) -> tuple[int, str]:
+    code = main(
+        [
+            "run",
+            "--date",
+            DAY,
+            "--events",
+            str(events),
+            "--curated",
+            str(curated),
+            "--proxy",
+            "10.20.0.5:8080",
+            *extra,
+        ]
+    )
+    err = capsys.readouterr().err
+    return code, err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("proxylink: ")]
+
+
+def manifest(curated: Path) -> dict:
+    (path,) = (curated / "_manifests" / f"date={DAY}").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_missing_required_column_names_file_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = write_lake(tmp_path, frame([leg(0)]).drop(s.LOCAL_PORT))
+    code, err = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 3
+    assert "LocalPort" in err and "part-0.parquet" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "cur" / "connection_success").exists()
+
+
+def test_corrupt_file_fails_by_default_and_is_skipped_when_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = write_lake(tmp_path, frame([leg(0, 50001), np_row(10, "ok.com", 50001)]))
+    bad = events / f"date={DAY}" / "hour=12" / "part-1.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    code, err = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 3
+    assert str(bad) in err and "Traceback" not in err
+
+    conf = tmp_path / "skip.yaml"
+    conf.write_text("input:\n  on_corrupt_file: skip\n")
+    code, err = run_cli(capsys, events, tmp_path / "cur", "--conf", str(conf))
+    assert code == 0
+    m = manifest(tmp_path / "cur")
+    assert [f["path"] for f in m["skipped_files"]] == [str(bad)]
+    assert m["counts"]["curated"] == 1
+
+
+def test_corrupt_data_pages_name_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [leg(i * 10, 50000 + i, RemoteUrl=f"pad{i}" * 20) for i in range(2000)]
+    events = write_lake(tmp_path, frame(rows))
+    path = events / f"date={DAY}" / "hour=12" / "part-0.parquet"
+    data = bytearray(path.read_bytes())
+    for i in range(200, len(data) // 2):
+        data[i] = 0xFF
+    path.write_bytes(bytes(data))
+    code, err = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 3
+    assert str(path) in err and "Traceback" not in err
+
+
+def test_date_with_no_partitions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = write_lake(tmp_path, frame([leg(0)]))
+    code = main(
+        [
+            "run",
+            "--date",
+            "2026-11-05",
+            "--events",
+            str(events),
+            "--curated",
+            str(tmp_path / "c"),
+            "--proxy",
+            "10.20.0.5",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3
+    assert error_lines(err) == [
+        f"proxylink: error: no partitions for 2026-11-05 under {events} "
+        f"(expected {events}/date=2026-11-05/)"
+    ]
+
+
+def test_ports_as_strings_are_parsed_and_bad_ones_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    df = frame(
+        [leg(0, 50001), np_row(10, "str.com", 50001), leg(100, 50002), leg(200, 50003)]
+    ).with_columns(pl.col(s.LOCAL_PORT).cast(pl.String), pl.col(s.REMOTE_PORT).cast(pl.String))
+    df = df.with_columns(
+        pl.when(pl.col(s.LOCAL_PORT) == "50002")
+        .then(pl.lit("abc"))
+        .when(pl.col(s.LOCAL_PORT) == "50003")
+        .then(pl.lit(" "))
+        .otherwise(pl.col(s.LOCAL_PORT))
+        .alias(s.LOCAL_PORT)
+    )
+    events = write_lake(tmp_path, df)
+    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 0
+    cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
+    assert cur.schema[s.LOCAL_PORT] == pl.Int32
+    assert sorted(cur[s.REMOTE_URL].to_list(), key=str) == [None, "str.com"]
+    rejects = pl.read_delta(str(tmp_path / "cur" / "rejects"))
+    assert rejects[s.REJECT_REASON].to_list() == ["bad_LocalPort"]
+    assert '"LocalPort":"abc"' in rejects[s.REJECT_RECORD][0]
+    assert rejects[s.SOURCE_FILE][0].endswith("part-0.parquet")
+    m = manifest(tmp_path / "cur")
+    assert m["reconciliation"]["balanced"]
+    assert m["counts"]["rows_in_day"] == 4
+
+
+def test_unparseable_additional_fields_is_quarantined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [leg(0, 50001), http_row(10, "x.com", 50001, AdditionalFields="{not json")]
+    events = write_lake(tmp_path, frame(rows))
+    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 0
+    rejects = pl.read_delta(str(tmp_path / "cur" / "rejects"))
+    assert rejects[s.REJECT_REASON].to_list() == ["bad_AdditionalFields"]
+    cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
+    assert cur[s.LINK_METHOD].to_list() == ["unlinked"]
+
+
+def test_null_device_and_timestamp_are_quarantined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    df = frame([leg(0, 50001), leg(10, 50002, DeviceId=None), leg(20, 50003, DeviceId="")])
+    # A Timestamp that does not parse, in a file that stores it as text.
+    extra = frame([leg(30, 50004)]).with_columns(pl.lit("yesterday-ish").alias(s.TIMESTAMP))
+    events = write_lake(tmp_path, df)
+    extra.write_parquet(events / f"date={DAY}" / "hour=12" / "part-1.parquet")
+    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 0
+    rejects = pl.read_delta(str(tmp_path / "cur" / "rejects"))
+    assert sorted(rejects[s.REJECT_REASON].to_list()) == [
+        "bad_Timestamp",
+        "null_DeviceId",
+        "null_DeviceId",
+    ]
+    m = manifest(tmp_path / "cur")
+    assert m["counts"] | {} == m["counts"]
+    assert m["counts"]["rows_in_day"] == 4
+    assert m["counts"]["curated"] == 1 and m["counts"]["rejected"] == 3
+    assert m["reconciliation"]["balanced"]
+
+
+def test_exact_duplicates_are_dropped_and_key_clashes_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = leg(0, 50001)
+    clash = dict(a, LocalPort=50099)  # same key, other content
+    events = write_lake(tmp_path, frame([a, dict(a), clash]))
+    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 0
+    m = manifest(tmp_path / "cur")
+    assert (m["counts"]["curated"], m["counts"]["duplicate"], m["counts"]["rejected"]) == (1, 1, 1)
+    assert m["reject_reasons"] == {"duplicate_key": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--proxy", "10.20.0.999"], "is not an IP address"),
+        (["--proxy", "10.20.0.5:70000"], "port must be 1..65535"),
+        (["--date", "2026-13-01"], "no such day"),
+        (["--date", "01/11/2026"], "expected YYYY-MM-DD"),
+        (["--tolerance", "-1"], "must be positive"),
+    ],
+)
+def test_invalid_flags_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    base = {"--date": DAY, "--events": str(tmp_path), "--curated": str(tmp_path / "c")}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["run", *[x for kv in base.items() for x in kv]]
+    if "--proxy" in args:
+        argv += ["--proxy", args[args.index("--proxy") + 1]]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (None, "cannot read config"),
+        ("link: [unclosed", "not valid YAML"),
+        ("link:\n  tolerence_seconds: 3\n", "link.tolerence_seconds: unknown setting"),
+        ("link:\n  tolerance_seconds: -2\n", "link.tolerance_seconds"),
+        ("proxies: [not-an-ip]\n", "is not an IP address"),
+        ("input:\n  on_corrupt_file: maybe\n", "input.on_corrupt_file"),
+        ("- just\n- a list\n", "must be a mapping"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, needle: str
+) -> None:
+    conf = tmp_path / "conf.yaml"
+    if text is not None:
+        conf.write_text(text)
+    code, err = run_cli(capsys, tmp_path, tmp_path / "c", "--conf", str(conf))
+    assert code == 2
+    lines = error_lines(err)
+    assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_missing_settings_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--date", DAY, "--events", str(tmp_path), "--proxy", "10.0.0.1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no curated path" in err
