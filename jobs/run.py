@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
