@@ -5,7 +5,7 @@
 -- tier. It is deliberately the simpler linker the issue asks for as a baseline: no one-to-one
 -- assignment and no "never guess" rule, so a leg always takes its nearest candidate.
 --
--- {{name}} placeholders are filled in by bench/duckdb_link.py:
+-- Placeholders in double braces are filled in by bench/duckdb_link.py:
 --   files          a list literal of the planned Parquet files
 --   context_start  day D's midnight minus two tolerances (TIMESTAMPTZ literal text)
 --   context_end    day D+1's midnight plus two tolerances
@@ -51,7 +51,10 @@ COPY (
         FROM read_parquet({{files}}, union_by_name = true, hive_partitioning = false)
     ),
 
-    -- 2. normalise: contract types, blanks as null, the context window only.
+    -- 2. normalise: contract types, blanks as null, the context window, a usable key.
+    --    Exact duplicates are dropped at the end, on day D's output rows only: a duplicate leg
+    --    or evidence row changes no link (it ties with its twin), and deduplicating the few
+    --    output rows is much cheaper than deduplicating every wide row read.
     typed AS (
         SELECT * REPLACE (
             blank_null(DeviceId) AS DeviceId,
@@ -68,21 +71,15 @@ COPY (
         FROM raw
         WHERE "Timestamp" >= TIMESTAMPTZ '{{context_start}}'
           AND "Timestamp" < TIMESTAMPTZ '{{context_end}}'
+          AND ReportId IS NOT NULL
     ),
 
-    -- ... and one row per event key (DeviceId, Timestamp, ReportId): exact duplicates go.
-    events AS (
-        SELECT DISTINCT ON (DeviceId, "Timestamp", ReportId) *
-        FROM typed
-        WHERE DeviceId IS NOT NULL AND ReportId IS NOT NULL
-    ),
-
-    -- 3. classify: the destination each row names, whether its socket goes to a proxy, and its
-    --    role. DuckDB lets later select items use earlier aliases (_ip, _domain, _to_proxy).
-    classified AS MATERIALIZED (
+    -- 3. classify, in two steps so that each expression is computed once (a lateral alias
+    --    would be expanded, and re-evaluated, where it is used).
+    --    First the destination each row names and whether its socket goes to a proxy ...
+    located AS (
         SELECT
             *,
-            regexp_replace(lower(trim(RemoteIP)), '^::ffff:', '') AS _ip,
             coalesce({{to_proxy}}, false) AS _to_proxy,
             CASE
                 WHEN ActionType = 'ConnectionSuccess' THEN norm_domain(RemoteUrl)
@@ -101,7 +98,18 @@ COPY (
                     nullif(regexp_extract(json_field(AdditionalFields, '$.host'),
                                           ':([0-9]{1,5})$', 1), '')) AS INTEGER)
                 WHEN ActionType = 'ConnectionSuccess' THEN RemotePort
-            END AS _target_port,
+            END AS _target_port
+        FROM (
+            SELECT *, regexp_replace(lower(trim(RemoteIP)), '^::ffff:', '') AS _ip
+            FROM typed
+            WHERE DeviceId IS NOT NULL
+        )
+    ),
+
+    -- ... then its role.
+    classified AS MATERIALIZED (
+        SELECT
+            * EXCLUDE (_ip, _to_proxy),
             CASE
                 WHEN ActionType = 'ConnectionSuccess' THEN CASE
                     -- a socket to the proxy that names no domain: the leg
@@ -120,7 +128,7 @@ COPY (
                      AND _domain IS NOT NULL THEN 'ssl'
                 ELSE 'other'
             END AS _role
-        FROM events
+        FROM located
     ),
 
     legs AS (
@@ -243,34 +251,35 @@ COPY (
     -- Network-protection rows within the tolerance of a leg are that leg's evidence and are
     -- folded into it; the ones no leg claims are connections whose leg is missing.
     folded AS (
-        SELECT DeviceId, ev_ts, ev_rid FROM socket_pairs WHERE ev_role IN ('np', 'np2')
-        UNION
-        SELECT DeviceId, ev_ts, ev_rid FROM process_pairs
+        SELECT DISTINCT DeviceId, ev_ts, ev_rid, true AS is_folded
+        FROM (
+            SELECT DeviceId, ev_ts, ev_rid FROM socket_pairs WHERE ev_role IN ('np', 'np2')
+            UNION ALL
+            SELECT DeviceId, ev_ts, ev_rid FROM process_pairs
+        )
     ),
 
-    -- 5. assemble day D: legs, direct connections and evidence-only rows, all source columns.
+    -- 5. assemble day D: legs, direct connections and evidence-only rows, all source columns,
+    --    one row per event key (exact duplicates go).
     day_rows AS (
-        SELECT
+        SELECT DISTINCT ON (c.DeviceId, c."Timestamp", c.ReportId)
             c.*,
             k.method, k.ev_domain, k.ev_action, k.ev_rid, k.delta_us, k.target_port
         FROM classified AS c
         LEFT JOIN links AS k
           ON c._role = 'leg'
          AND k.DeviceId = c.DeviceId AND k.leg_ts = c."Timestamp" AND k.leg_rid = c.ReportId
+        LEFT JOIN folded AS f
+          ON c._role IN ('np', 'np2')
+         AND f.DeviceId = c.DeviceId AND f.ev_ts = c."Timestamp" AND f.ev_rid = c.ReportId
         WHERE c."Timestamp" >= TIMESTAMPTZ '{{day_start}}'
           AND c."Timestamp" < TIMESTAMPTZ '{{day_end}}'
-          AND (
-              c._role IN ('leg', 'direct')
-              OR (c._role IN ('np', 'np2') AND NOT EXISTS (
-                  SELECT 1 FROM folded AS f
-                  WHERE f.DeviceId = c.DeviceId AND f.ev_ts = c."Timestamp"
-                    AND f.ev_rid = c.ReportId
-              ))
-          )
+          AND c._role IN ('leg', 'direct', 'np', 'np2')
+          AND f.is_folded IS NULL
     )
 
     SELECT
-        * EXCLUDE (_ip, _to_proxy, _domain, _target_port, _role,
+        * EXCLUDE (_domain, _target_port, _role,
                    method, ev_domain, ev_action, ev_rid, delta_us, target_port)
           REPLACE (CASE WHEN _role = 'leg' THEN ev_domain ELSE _domain END AS RemoteUrl),
         _role IN ('leg', 'np') AS IsProxied,

@@ -27,6 +27,23 @@ _KEY = list(s.EVENT_KEY)
 _TIE = [s.ACTION_TYPE, s.REMOTE_IP, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
 
 
+def with_content_hashes(narrow: pl.DataFrame, typed: pl.LazyFrame) -> pl.DataFrame:
+    """Add `_hash` (a hash of the whole row) to the rows that share their event key.
+
+    Only those rows need it, to tell exact duplicates from key clashes, so the wide columns are
+    hashed for them alone instead of for every row.
+    """
+    valid = pl.col(REJECT).is_null()
+    shared = narrow.filter(valid & (pl.len().over(_KEY) > 1)).select(FILE, ROW)
+    content = [c for c in typed.collect_schema() if not c.startswith("_")]
+    hashes = (
+        typed.join(shared.lazy(), on=[FILE, ROW], how="semi")
+        .select(FILE, ROW, pl.struct(content).hash(seed=0).alias(ROW_HASH))
+        .collect()
+    )
+    return narrow.join(hashes, on=[FILE, ROW], how="left")
+
+
 def dedupe(narrow: pl.DataFrame) -> pl.DataFrame:
     """Add `_id` and `_fate` (ok, duplicate or rejected) to the narrow rows.
 

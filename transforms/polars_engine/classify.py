@@ -12,7 +12,16 @@ import polars as pl
 
 from transforms import schema as s
 from transforms.params import LinkParams, ProxyRule
-from transforms.polars_engine.normalise import FILE, HOME_DAY, REJECT, ROW, ROW_HASH
+from transforms.polars_engine.normalise import (
+    AF_HOST,
+    AF_METHOD,
+    AF_SERVER_NAME,
+    AF_URI,
+    FILE,
+    HOME_DAY,
+    REJECT,
+    ROW,
+)
 
 ROLE = "_role"
 DOMAIN = "_domain"
@@ -38,7 +47,6 @@ NARROW_COLUMNS = (
     ROW,
     HOME_DAY,
     REJECT,
-    ROW_HASH,
     s.DEVICE_ID,
     s.TIMESTAMP,
     s.REPORT_ID,
@@ -113,20 +121,17 @@ def proxy_match(ip: pl.Expr, port: pl.Expr, proxies: tuple[ProxyRule, ...]) -> p
 
 def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     """Narrow frame with each row's role, destination domain and target port."""
-    schema = typed.collect_schema()
-    content = [c for c in schema if not c.startswith("_")]
     action = pl.col(s.ACTION_TYPE)
-    fields = pl.col(s.ADDITIONAL_FIELDS)
-    is_connect = fields.str.json_path_match("$.method").str.to_uppercase() == "CONNECT"
-    http_host = fields.str.json_path_match("$.host")
-    http_uri = fields.str.json_path_match("$.uri")
+    is_connect = pl.col(AF_METHOD).str.to_uppercase() == "CONNECT"
+    http_host = pl.col(AF_HOST)
+    http_uri = pl.col(AF_URI)
     domain = (
         pl.when(action == s.CONNECTION_SUCCESS)
         .then(normalise_domain(pl.col(s.REMOTE_URL)))
         .when((action == s.HTTP_INSPECTED) & is_connect)
         .then(normalise_domain(pl.coalesce(http_host, http_uri)))
         .when(action == s.SSL_INSPECTED)
-        .then(normalise_domain(fields.str.json_path_match("$.server_name")))
+        .then(normalise_domain(pl.col(AF_SERVER_NAME)))
     )
     port_text = pl.coalesce(
         http_uri.str.extract(r":([0-9]{1,5})$", 1), http_host.str.extract(r":([0-9]{1,5})$", 1)
@@ -142,7 +147,6 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         domain.alias(DOMAIN),
         target_port.alias(TARGET_PORT),
         to_proxy.alias(TO_PROXY),
-        pl.struct(content).hash(seed=0).alias(ROW_HASH),
     )
     has_domain = pl.col(DOMAIN).is_not_null()
     proxied = pl.col(TO_PROXY)

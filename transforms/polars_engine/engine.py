@@ -29,7 +29,7 @@ class PolarsEngine:
     ) -> DayOutput[pl.LazyFrame]:
         typed = normalise.normalise(raw, params)
         narrow = classify.classify(typed, params).collect()
-        events = assemble.dedupe(narrow)
+        events = assemble.dedupe(assemble.with_content_hashes(narrow, typed))
         valid = events.filter(pl.col(assemble.FATE) == "ok")
         result = link.link(valid, window, params)
         decisions = assemble.decide(events, result, window)
