@@ -124,6 +124,21 @@ LINK_METHODS: Final = (
 )
 
 # --- rejects table ---------------------------------------------------------------------------
+# Why a row broke the input contract, in the order the rules are checked (first one wins).
+REJECT_REASONS: Final = (
+    "null_DeviceId",
+    "bad_Timestamp",
+    "null_Timestamp",
+    "bad_ReportId",
+    "null_ReportId",
+    "bad_LocalPort",
+    "bad_RemotePort",
+    "bad_InitiatingProcessId",
+    "bad_InitiatingProcessCreationTime",
+    "bad_AdditionalFields",
+    "Timestamp_outside_partition",
+    "duplicate_key",
+)
 REJECT_REASON: Final = "RejectReason"
 REJECT_RECORD: Final = "Record"
 SOURCE_FILE: Final = "SourceFile"

@@ -12,7 +12,15 @@ from transforms import schema as s
 from transforms.params import DayWindow
 from transforms.polars_engine.classify import DIRECT, DOMAIN, HTTP, LEG, NP, NP2, ROLE, SSL
 from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
-from transforms.polars_engine.normalise import FILE, HOME_DAY, REJECT, ROW, ROW_HASH, raw_name
+from transforms.polars_engine.normalise import (
+    FILE,
+    HOME_DAY,
+    REASON,
+    REJECT,
+    ROW,
+    ROW_HASH,
+    raw_name,
+)
 
 FATE = "_fate"
 CURATED = "curated"
@@ -68,7 +76,7 @@ def dedupe(narrow: pl.DataFrame) -> pl.DataFrame:
     first = pl.struct(_KEY).is_first_distinct()
     kept = kept.with_columns(
         pl.when(first).then(pl.lit("ok")).otherwise(pl.lit(REJECTED)).alias(FATE),
-        pl.when(first).then(REJECT).otherwise(pl.lit("duplicate_key")).alias(REJECT),
+        pl.when(first).then(REJECT).otherwise(pl.lit("duplicate_key", REASON)).alias(REJECT),
     )
     clash = pl.concat([kept, clash.filter(pl.col(FATE) != "ok")])
     return pl.concat([frame.filter(~shared), clash.select(frame.columns)])
@@ -191,7 +199,7 @@ def rejected_rows(
     }
     return raw.join(bad.lazy(), on=[FILE, ROW], how="inner").select(
         pl.lit(window.day).alias(s.PARTITION_DATE),
-        pl.col(REJECT).alias(s.REJECT_REASON),
+        pl.col(REJECT).cast(pl.String).alias(s.REJECT_REASON),
         pl.col(FILE)
         .replace_strict(list(range(len(files))), files, return_dtype=pl.String)
         .alias(s.SOURCE_FILE),
@@ -222,7 +230,8 @@ def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
 
 def reject_reasons(decisions: pl.DataFrame) -> dict[str, int]:
     rejected = decisions.filter(pl.col(FATE) == REJECTED)
-    return {r: n for r, n in rejected.group_by(REJECT).len().sort(REJECT).iter_rows()}
+    counts = rejected.group_by(pl.col(REJECT).cast(pl.String)).len().sort(REJECT)
+    return dict(counts.iter_rows())
 
 
 def link_stats(decisions: pl.DataFrame) -> dict[str, float | int]:

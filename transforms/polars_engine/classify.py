@@ -24,6 +24,8 @@ from transforms.polars_engine.normalise import (
 )
 
 ROLE = "_role"
+DEV = "_dev"  # integer code of DeviceId, for cheap joins
+DOMAIN_CODE = "_dom"  # integer code of the domain
 DOMAIN = "_domain"
 TARGET_PORT = "_target_port"
 TO_PROXY = "_to_proxy"
@@ -39,6 +41,7 @@ DIRECT = "direct"
 OTHER = "other"
 
 EVIDENCE_ROLES = (NP, NP2, HTTP, SSL)
+ROLES = pl.Enum([LEG, NP, NP2, HTTP, SSL, DIRECT, OTHER])
 ROLE_SOURCE = {NP: s.CONNECTION_SUCCESS, NP2: s.CONNECTION_SUCCESS, HTTP: s.HTTP_INSPECTED}
 ROLE_SOURCE[SSL] = s.SSL_INSPECTED
 
@@ -60,23 +63,38 @@ NARROW_COLUMNS = (
     DOMAIN,
     TARGET_PORT,
     TO_PROXY,
+    DEV,
+    DOMAIN_CODE,
 )
 
 
 def normalise_domain(expr: pl.Expr) -> pl.Expr:
-    """A host name as analysts compare it: lower case, no scheme, path, user or port."""
-    e = expr.str.strip_chars().str.to_lowercase()
+    """A host name as analysts compare it: lower case, no scheme, path, user or port.
+
+    Most names are already clean; only the others go through the rewriting.
+    """
+    clean = expr.str.contains(r"^[a-z0-9_]([a-z0-9_.\-]*[a-z0-9_])?$")
+    messy = pl.when(~clean).then(expr)
+    e = messy.str.strip_chars().str.to_lowercase()
     e = e.str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
     e = e.str.replace(r"[/?#].*$", "")
     e = e.str.replace(r"^[^@]*@", "")
     e = e.str.replace(r":[0-9]*$", "")
     e = e.str.strip_chars_end(".")
-    return pl.when(e == "").then(None).otherwise(e)
+    return pl.when(clean).then(expr).when(e != "").then(e)
 
 
 def normalise_ip(expr: pl.Expr) -> pl.Expr:
     """IPv4-mapped IPv6 (`::ffff:10.0.0.1`) is the IPv4 address for proxy matching."""
     return expr.str.strip_chars().str.to_lowercase().str.replace(r"^::ffff:", "")
+
+
+def _spellings(rule: ProxyRule) -> list[str]:
+    """The texts one proxy address appears as in exports: plain and IPv4-mapped."""
+    addr = str(rule.net.network_address)
+    if rule.net.version == 4:
+        return [addr, f"::ffff:{addr}", f"::FFFF:{addr}"]
+    return [addr, addr.upper()]
 
 
 def _ipv4_int(expr: pl.Expr) -> pl.Expr:
@@ -88,24 +106,21 @@ def _ipv4_int(expr: pl.Expr) -> pl.Expr:
 
 
 def proxy_match(ip: pl.Expr, port: pl.Expr, proxies: tuple[ProxyRule, ...]) -> pl.Expr:
-    """True where (ip, port) is a configured proxy; never null."""
-    ip = normalise_ip(ip)
-    any_port = [
-        str(r.net.network_address) for r in proxies if r.is_single_address and r.port is None
-    ]
-    with_port = [
-        f"{r.net.network_address}|{r.port}"
-        for r in proxies
-        if r.is_single_address and r.port is not None
-    ]
+    """True where (ip, port) is a configured proxy; never null.
+
+    Single addresses compare the text as exported (plain or IPv4-mapped), which avoids
+    rewriting every row's address; only networks need the address as a number.
+    """
     conds: list[pl.Expr] = []
+    any_port = [t for r in proxies if r.is_single_address and r.port is None for t in _spellings(r)]
     if any_port:
         conds.append(ip.is_in(any_port))
-    if with_port:
-        conds.append(pl.concat_str([ip, pl.lit("|"), port.cast(pl.String)]).is_in(with_port))
+    for rule in proxies:
+        if rule.is_single_address and rule.port is not None:
+            conds.append(ip.is_in(_spellings(rule)) & (port == rule.port))
     networks = [r for r in proxies if not r.is_single_address]
     if networks:
-        as_int = _ipv4_int(ip)
+        as_int = _ipv4_int(normalise_ip(ip))
         for rule in networks:
             net = rule.net
             assert isinstance(net, ipaddress.IPv4Network)
@@ -125,14 +140,15 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     is_connect = pl.col(AF_METHOD).str.to_uppercase() == "CONNECT"
     http_host = pl.col(AF_HOST)
     http_uri = pl.col(AF_URI)
-    domain = (
+    named = (
         pl.when(action == s.CONNECTION_SUCCESS)
-        .then(normalise_domain(pl.col(s.REMOTE_URL)))
+        .then(pl.col(s.REMOTE_URL))
         .when((action == s.HTTP_INSPECTED) & is_connect)
-        .then(normalise_domain(pl.coalesce(http_host, http_uri)))
+        .then(pl.coalesce(http_host, http_uri))
         .when(action == s.SSL_INSPECTED)
-        .then(normalise_domain(pl.col(AF_SERVER_NAME)))
+        .then(pl.col(AF_SERVER_NAME))
     )
+    domain = normalise_domain(named)
     port_text = pl.coalesce(
         http_uri.str.extract(r":([0-9]{1,5})$", 1), http_host.str.extract(r":([0-9]{1,5})$", 1)
     )
@@ -151,21 +167,24 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     has_domain = pl.col(DOMAIN).is_not_null()
     proxied = pl.col(TO_PROXY)
     has_process = pl.col(s.PROCESS_ID).fill_null(0) != 0
+    success = action == s.CONNECTION_SUCCESS
     role = (
-        pl.when(action == s.CONNECTION_SUCCESS)
-        .then(
-            pl.when(proxied & ~has_domain)
-            .then(pl.lit(LEG))
-            .when(proxied)
-            .then(pl.lit(NP))
-            .when(has_domain & has_process & pl.col(s.LOCAL_PORT).is_not_null())
-            .then(pl.lit(NP2))
-            .otherwise(pl.lit(DIRECT))
-        )
+        pl.when(success & proxied & ~has_domain)
+        .then(pl.lit(LEG, ROLES))
+        .when(success & proxied)
+        .then(pl.lit(NP, ROLES))
+        .when(success & has_domain & has_process & pl.col(s.LOCAL_PORT).is_not_null())
+        .then(pl.lit(NP2, ROLES))
+        .when(success)
+        .then(pl.lit(DIRECT, ROLES))
         .when((action == s.HTTP_INSPECTED) & proxied & has_domain)
-        .then(pl.lit(HTTP))
+        .then(pl.lit(HTTP, ROLES))
         .when((action == s.SSL_INSPECTED) & proxied & has_domain)
-        .then(pl.lit(SSL))
-        .otherwise(pl.lit(OTHER))
+        .then(pl.lit(SSL, ROLES))
+        .otherwise(pl.lit(OTHER, ROLES))
     )
-    return frame.with_columns(role.alias(ROLE)).select(NARROW_COLUMNS)
+    codes = [
+        pl.col(s.DEVICE_ID).cast(pl.Categorical).to_physical().alias(DEV),
+        pl.col(DOMAIN).cast(pl.Categorical).to_physical().alias(DOMAIN_CODE),
+    ]
+    return frame.with_columns(role.alias(ROLE), *codes).select(NARROW_COLUMNS)

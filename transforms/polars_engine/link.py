@@ -7,8 +7,9 @@ The semantics (DESIGN.md, "Link semantics"):
   HTTP CONNECT, TLS), and an evidence row explains at most one leg;
 - a leg whose candidates name different domains stays unlinked: never guess.
 
-Candidates are generated per time bucket of one tolerance width, so no join grows with the
-square of one busy socket's or process's events.
+Candidates are generated per time bucket two tolerances wide, so no join grows with the square
+of one busy socket's or process's events. Keys are integer codes (device, domain), which keeps
+the joins and window functions cheap.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import polars as pl
 from transforms import schema as s
 from transforms.params import DayWindow, LinkParams
 from transforms.polars_engine.classify import (
+    DEV,
     DOMAIN,
+    DOMAIN_CODE,
     EVIDENCE_ROLES,
     HTTP,
     LEG,
@@ -50,10 +53,14 @@ class LinkResult:
     used_evidence: pl.DataFrame  # evidence ids consumed, corroborating or contested
 
 
+def _bucket(tol_us: int) -> pl.Expr:
+    return (pl.col(s.TIMESTAMP).dt.epoch("us") // (2 * tol_us)).alias("bucket")
+
+
 def _legs(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
     return events.filter(pl.col(ROLE) == LEG).select(
         pl.col(ID).alias(LEG_ID),
-        s.DEVICE_ID,
+        DEV,
         pl.col(s.LOCAL_PORT).alias("leg_port"),
         pl.col(s.TIMESTAMP).alias("leg_ts"),
         pl.col(s.REPORT_ID).alias("leg_rid"),
@@ -61,7 +68,7 @@ def _legs(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
         pl.col(s.REMOTE_PORT).alias("leg_rport"),
         pl.col(s.PROCESS_ID).alias("leg_pid"),
         pl.col(s.PROCESS_CREATION).alias("leg_pct"),
-        (pl.col(s.TIMESTAMP).dt.epoch("us") // tol_us).alias("bucket"),
+        _bucket(tol_us),
     )
 
 
@@ -69,10 +76,11 @@ def _evidence(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
     role = pl.col(ROLE)
     return events.filter(role.is_in(EVIDENCE_ROLES)).select(
         pl.col(ID).alias(EV_ID),
-        s.DEVICE_ID,
+        DEV,
         role,
         pl.when(role == NP2).then(pl.lit(NP)).otherwise(role).alias(KIND),
         pl.col(DOMAIN).alias("domain"),
+        pl.col(DOMAIN_CODE).alias("dom"),
         pl.col(TARGET_PORT).alias("target_port"),
         pl.col(s.LOCAL_PORT).alias("ev_port"),
         pl.col(s.TIMESTAMP).alias("ev_ts"),
@@ -81,16 +89,21 @@ def _evidence(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
         pl.col(s.REMOTE_PORT).alias("ev_rport"),
         pl.col(s.PROCESS_ID).alias("ev_pid"),
         pl.col(s.PROCESS_CREATION).alias("ev_pct"),
-        (pl.col(s.TIMESTAMP).dt.epoch("us") // tol_us).alias("bucket"),
+        _bucket(tol_us),
+        (pl.col(s.TIMESTAMP).dt.epoch("us") % (2 * tol_us) < tol_us).alias("early"),
     )
 
 
 def _spread(evidence: pl.DataFrame) -> pl.DataFrame:
-    """Each evidence row in its own and both neighbouring buckets: every leg within one
-    tolerance lies in exactly one of them."""
-    return evidence.with_columns(
-        pl.concat_list(pl.col("bucket") - 1, pl.col("bucket"), pl.col("bucket") + 1)
-    ).explode("bucket")
+    """Each evidence row in its own bucket and in the neighbour its tolerance reaches into.
+
+    Buckets are two tolerances wide, so the legs within one tolerance of an evidence row lie in
+    its own bucket and in the previous one (first half of the bucket) or the next one.
+    """
+    neighbour = evidence.with_columns(
+        pl.when(pl.col("early")).then(pl.col("bucket") - 1).otherwise(pl.col("bucket") + 1)
+    )
+    return pl.concat([evidence, neighbour])
 
 
 def _with_delta(pairs: pl.DataFrame, tol_us: int) -> pl.DataFrame:
@@ -111,8 +124,8 @@ def socket_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.D
     """
     pairs = legs.filter(pl.col("leg_port").is_not_null()).join(
         _spread(ev.filter(pl.col("ev_port").is_not_null())),
-        left_on=[s.DEVICE_ID, "leg_port", "bucket"],
-        right_on=[s.DEVICE_ID, "ev_port", "bucket"],
+        left_on=[DEV, "leg_port", "bucket"],
+        right_on=[DEV, "ev_port", "bucket"],
     )
     pairs = _with_delta(pairs, tol_us)
     has_process = pl.col("ev_pid").fill_null(0) != 0
@@ -134,8 +147,8 @@ def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.
     ev = ev.filter((pl.col(ROLE) == NP) & (pl.col("ev_pid").fill_null(0) != 0))
     pairs = legs.join(
         _spread(ev),
-        left_on=[s.DEVICE_ID, "leg_pid", "leg_pct", "bucket"],
-        right_on=[s.DEVICE_ID, "ev_pid", "ev_pct", "bucket"],
+        left_on=[DEV, "leg_pid", "leg_pct", "bucket"],
+        right_on=[DEV, "ev_pid", "ev_pct", "bucket"],
         nulls_equal=True,
     ).with_columns(pl.col("leg_pid").alias("ev_pid"), pl.col("leg_pct").alias("ev_pct"))
     pairs = _with_delta(pairs, tol_us)
@@ -159,7 +172,7 @@ def resolve(pairs: pl.DataFrame, max_rounds: int = 4) -> tuple[pl.DataFrame, pl.
     for _ in range(max_rounds):
         if pairs.is_empty():
             break
-        clear = pairs.filter(pl.col("domain").n_unique().over(LEG_ID) == 1)
+        clear = pairs.filter(pl.col("dom").n_unique().over(LEG_ID) == 1)
         proposals = clear.sort([abs_delta, "ev_ts", "ev_rid", EV_ID]).unique(
             [LEG_ID, KIND], keep="first", maintain_order=True
         )
@@ -186,6 +199,7 @@ def _summarise(accepted: pl.DataFrame, method: str) -> pl.DataFrame:
     np2_port = pl.col("target_port").filter(pl.col(ROLE) == NP2).first()
     return ranked.group_by(LEG_ID, maintain_order=True).agg(
         pl.col("domain").first(),
+        pl.col("dom").first(),
         pl.lit(method).alias("method"),
         pl.col("delta_us").first().alias("delta_us"),
         pl.col(ROLE).first().replace_strict(_ROLE_ACTION, return_dtype=pl.String).alias("source"),
@@ -214,11 +228,11 @@ def link(events: pl.DataFrame, window: DayWindow, params: LinkParams) -> LinkRes
     # in the same process, is that leg's own evidence, not a rival for another leg.
     spare = ev.join(contested1, on=EV_ID, how="anti")
     has_np = taken1.filter(pl.col(KIND) == NP).select(LEG_ID).unique()
-    linked_legs = legs.join(
-        linked1.select(LEG_ID, pl.col("domain").alias("leg_domain")), on=LEG_ID
-    ).join(has_np, on=LEG_ID, how="anti")
+    linked_legs = legs.join(linked1.select(LEG_ID, pl.col("dom").alias("leg_dom")), on=LEG_ID).join(
+        has_np, on=LEG_ID, how="anti"
+    )
     corr_pairs = process_candidates(linked_legs, spare, tol_us).filter(
-        pl.col("domain") == pl.col("leg_domain")
+        pl.col("dom") == pl.col("leg_dom")
     )
     taken_corr, _ = resolve(corr_pairs)
 
