@@ -10,7 +10,7 @@ import polars as pl
 
 from transforms import schema as s
 from transforms.params import DayWindow
-from transforms.polars_engine.classify import DIRECT, DOMAIN, HTTP, LEG, NP, NP2, ROLE, SSL
+from transforms.polars_engine.classify import DEV, DIRECT, DOMAIN, HTTP, LEG, NP, NP2, ROLE, SSL
 from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
 from transforms.polars_engine.normalise import (
     FILE,
@@ -29,57 +29,61 @@ DUPLICATE = "duplicate"
 FOLDED = "evidence_folded"
 UNMATCHED = "inspection_unmatched"
 OTHER = "not_connection"
+OK = "ok"  # not decided yet: valid and unique
 FATES = (CURATED, REJECTED, DUPLICATE, FOLDED, UNMATCHED, OTHER)
+FATE_TYPE = pl.Enum([OK, *FATES])
 
 _KEY = list(s.EVENT_KEY)
 _TIE = [s.ACTION_TYPE, s.REMOTE_IP, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
 
 
-def with_content_hashes(narrow: pl.DataFrame, typed: pl.LazyFrame) -> pl.DataFrame:
-    """Add `_hash` (a hash of the whole row) to the rows that share their event key.
-
-    Only those rows need it, to tell exact duplicates from key clashes, so the wide columns are
-    hashed for them alone instead of for every row.
-    """
-    valid = pl.col(REJECT).is_null()
-    shared = narrow.filter(valid & (pl.len().over(_KEY) > 1)).select(FILE, ROW)
-    content = [c for c in typed.collect_schema() if not c.startswith("_")]
-    hashes = (
-        typed.join(shared.lazy(), on=[FILE, ROW], how="semi")
-        .select(FILE, ROW, pl.struct(content).hash(seed=0).alias(ROW_HASH))
-        .collect()
-    )
-    return narrow.join(hashes, on=[FILE, ROW], how="left")
-
-
-def dedupe(narrow: pl.DataFrame) -> pl.DataFrame:
+def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     """Add `_id` and `_fate` (ok, duplicate or rejected) to the narrow rows.
 
     Exact duplicates are dropped. Rows that share the event key but differ in content break the
-    contract: one is kept by a fixed order of content, the others are rejected.
+    contract: one is kept by a fixed order of content, the others are rejected. Only rows that
+    share their key need the whole row compared, so only they are hashed (from a second read).
     """
     frame = narrow.with_columns(
         (pl.col(FILE).cast(pl.UInt64) * (1 << 32) + pl.col(ROW).cast(pl.UInt64)).alias(ID),
         pl.when(pl.col(REJECT).is_not_null())
-        .then(pl.lit(REJECTED))
-        .otherwise(pl.lit("ok"))
+        .then(pl.lit(REJECTED, FATE_TYPE))
+        .otherwise(pl.lit(OK, FATE_TYPE))
         .alias(FATE),
     )
-    valid = pl.col(FATE) == "ok"
-    shared = valid & (pl.len().over(_KEY) > 1)
-    clash = frame.filter(shared).sort([*_KEY, *_TIE, FILE, ROW], nulls_last=True)
+    valid = pl.col(FATE) == OK
+    shared = valid & (pl.len().over([DEV, s.TIMESTAMP, s.REPORT_ID]) > 1)
+    frame = frame.with_columns(shared.alias("_shared"))
+    clash = frame.filter(pl.col("_shared"))
+    rest = frame.filter(~pl.col("_shared")).drop("_shared")
     if clash.is_empty():
-        return frame
+        return rest
+    content = [c for c in raw.collect_schema() if not c.startswith("_")]
+    hashes = (
+        raw.join(clash.select(FILE, ROW).lazy(), on=[FILE, ROW], how="semi")
+        .select(FILE, ROW, pl.struct(content).hash(seed=0).alias(ROW_HASH))
+        .collect()
+    )
+    clash = (
+        clash.drop("_shared")
+        .join(hashes, on=[FILE, ROW], how="left")
+        .sort([*_KEY, *_TIE, FILE, ROW], nulls_last=True)
+    )
     copy = ~pl.struct([*_KEY, ROW_HASH]).is_first_distinct()
-    clash = clash.with_columns(pl.when(copy).then(pl.lit(DUPLICATE)).otherwise(FATE).alias(FATE))
-    kept = clash.filter(pl.col(FATE) == "ok")
+    clash = clash.with_columns(
+        pl.when(copy).then(pl.lit(DUPLICATE, FATE_TYPE)).otherwise(FATE).alias(FATE)
+    )
+    kept = clash.filter(pl.col(FATE) == OK)
     first = pl.struct(_KEY).is_first_distinct()
     kept = kept.with_columns(
-        pl.when(first).then(pl.lit("ok")).otherwise(pl.lit(REJECTED)).alias(FATE),
+        pl.when(first)
+        .then(pl.lit(OK, FATE_TYPE))
+        .otherwise(pl.lit(REJECTED, FATE_TYPE))
+        .alias(FATE),
         pl.when(first).then(REJECT).otherwise(pl.lit("duplicate_key", REASON)).alias(REJECT),
     )
-    clash = pl.concat([kept, clash.filter(pl.col(FATE) != "ok")])
-    return pl.concat([frame.filter(~shared), clash.select(frame.columns)])
+    clash = pl.concat([kept, clash.filter(pl.col(FATE) != OK)]).select(rest.columns)
+    return pl.concat([rest, clash])
 
 
 def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.DataFrame:
@@ -94,18 +98,26 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         .join(ambiguous, on=ID, how="left")
     )
     role = pl.col(ROLE)
-    ok = pl.col(FATE) == "ok"
+    ok = pl.col(FATE) == OK
     used_ev = pl.col("_used").fill_null(False)
+
+    def lit(fate: str) -> pl.Expr:
+        return pl.lit(fate, FATE_TYPE)
+
     fate = (
         pl.when(~ok)
         .then(pl.col(FATE))
         .when(role.is_in([LEG, DIRECT]))
-        .then(pl.lit(CURATED))
+        .then(lit(CURATED))
+        .when(role.is_in([NP, NP2]) & used_ev)
+        .then(lit(FOLDED))
         .when(role.is_in([NP, NP2]))
-        .then(pl.when(used_ev).then(pl.lit(FOLDED)).otherwise(pl.lit(CURATED)))
+        .then(lit(CURATED))
+        .when(role.is_in([HTTP, SSL]) & used_ev)
+        .then(lit(FOLDED))
         .when(role.is_in([HTTP, SSL]))
-        .then(pl.when(used_ev).then(pl.lit(FOLDED)).otherwise(pl.lit(UNMATCHED)))
-        .otherwise(pl.lit(OTHER))
+        .then(lit(UNMATCHED))
+        .otherwise(lit(OTHER))
     )
     is_leg = role == LEG
     evidence_only = role == NP
@@ -213,13 +225,13 @@ def rejected_rows(
 def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
     """Counts per fate, curated rows per link method and rejects per reason."""
     counts: dict[str, int] = {f: 0 for f in FATES}
-    for fate, n in decisions.group_by(FATE).len().iter_rows():
+    for fate, n in decisions.group_by(pl.col(FATE).cast(pl.String)).len().iter_rows():
         counts[fate] = n
     counts["rows_in_day"] = decisions.height
     curated = decisions.filter(pl.col(FATE) == CURATED)
     for method in s.LINK_METHODS:
         counts[f"method_{method}"] = 0
-    for method, n in curated.group_by(s.LINK_METHOD).len().iter_rows():
+    for method, n in curated.group_by(pl.col(s.LINK_METHOD).cast(pl.String)).len().iter_rows():
         counts[f"method_{method}"] = n
     counts["legs"] = curated.filter(pl.col(ROLE) == LEG).height
     counts["unlinked_ambiguous"] = curated.filter(

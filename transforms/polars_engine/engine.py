@@ -29,8 +29,8 @@ class PolarsEngine:
     ) -> DayOutput[pl.LazyFrame]:
         typed = normalise.normalise(raw, params)
         narrow = classify.classify(typed, params).collect()
-        events = assemble.dedupe(assemble.with_content_hashes(narrow, typed))
-        valid = events.filter(pl.col(assemble.FATE) == "ok")
+        events = assemble.dedupe(narrow, raw)
+        valid = events.filter(pl.col(assemble.FATE) == assemble.OK)
         result = link.link(valid, window, params)
         decisions = assemble.decide(events, result, window)
         return DayOutput(

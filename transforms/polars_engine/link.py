@@ -167,8 +167,15 @@ def resolve(pairs: pl.DataFrame, max_rounds: int = 4) -> tuple[pl.DataFrame, pl.
     of each kind; each evidence row accepts the nearest proposing leg. Accepted legs and
     evidence leave the pool, which can make a contested leg clear in the next round.
     """
-    accepted: list[pl.DataFrame] = []
     abs_delta = pl.col("delta_us").abs()
+    # A leg whose candidates are its alone (no other leg's), one of each kind and naming one
+    # domain, would be given exactly those in the first round: take them without the sorting.
+    alone = (pl.len().over(EV_ID) == 1) & (pl.len().over([LEG_ID, KIND]) == 1)
+    pairs = pairs.with_columns(alone.alias("_alone"))
+    own = pl.col("_alone").all().over(LEG_ID) & (pl.col("dom").n_unique().over(LEG_ID) == 1)
+    pairs = pairs.with_columns(own.alias("_own")).drop("_alone")
+    accepted: list[pl.DataFrame] = [pairs.filter(pl.col("_own")).drop("_own")]
+    pairs = pairs.filter(~pl.col("_own")).drop("_own")
     for _ in range(max_rounds):
         if pairs.is_empty():
             break
@@ -185,8 +192,6 @@ def resolve(pairs: pl.DataFrame, max_rounds: int = 4) -> tuple[pl.DataFrame, pl.
         pairs = pairs.join(taken.select(LEG_ID).unique(), on=LEG_ID, how="anti").join(
             taken.select(EV_ID), on=EV_ID, how="anti"
         )
-    if not accepted:
-        return pairs.clear(), pairs
     return pl.concat(accepted), pairs
 
 
