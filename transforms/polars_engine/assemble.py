@@ -19,6 +19,7 @@ from transforms.polars_engine.normalise import (
     REJECT,
     ROW,
     ROW_HASH,
+    coerce,
     raw_name,
 )
 
@@ -92,11 +93,12 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
     links = result.links.rename({LEG_ID: ID})
     used = result.used_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
     ambiguous = result.ambiguous.rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
-    day = (
-        day.join(links, on=ID, how="left")
-        .join(used, on=ID, how="left")
-        .join(ambiguous, on=ID, how="left")
-    )
+    # Join each result only to the rows it can concern: links to legs, use to evidence.
+    is_leg = pl.col(ROLE) == LEG
+    is_ev = pl.col(ROLE).is_in([NP, NP2, HTTP, SSL])
+    legs = day.filter(is_leg).join(links, on=ID, how="left").join(ambiguous, on=ID, how="left")
+    evidence = day.filter(is_ev).join(used, on=ID, how="left")
+    day = pl.concat([legs, evidence, day.filter(~is_leg & ~is_ev)], how="diagonal")
     role = pl.col(ROLE)
     ok = pl.col(FATE) == OK
     used_ev = pl.col("_used").fill_null(False)
@@ -168,16 +170,21 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
     )
 
 
-def curated_rows(typed: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
-    """The full source rows of day D's connections, with the link columns added."""
-    source = [c for c in typed.collect_schema() if not c.startswith("_") and c not in _HIVE]
+def curated_rows(raw: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
+    """The full source rows of day D's connections, with the link columns added.
+
+    The rows are picked before they are coerced, so only the output rows pay for it.
+    """
+    source = [c for c in raw.collect_schema() if not c.startswith("_") and c not in _HIVE]
     added = decisions.filter(pl.col(FATE) == CURATED).select(
         FILE, ROW, s.REMOTE_URL, *s.ADDED_COLUMNS
     )
     ordered = [*source, *s.ADDED_COLUMNS]
     return (
-        typed.drop(s.REMOTE_URL)
-        .join(added.lazy(), on=[FILE, ROW], how="inner")
+        raw.join(added.lazy(), on=[FILE, ROW], how="inner")
+        .pipe(coerce)
+        .drop(s.REMOTE_URL)
+        .rename({f"{s.REMOTE_URL}_right": s.REMOTE_URL})
         .select(ordered)
         .with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
     )

@@ -34,7 +34,7 @@ class PolarsEngine:
         result = link.link(valid, window, params)
         decisions = assemble.decide(events, result, window)
         return DayOutput(
-            curated=assemble.curated_rows(typed, decisions, window),
+            curated=assemble.curated_rows(raw, decisions, window),
             rejects=assemble.rejected_rows(raw, decisions, list(files), window),
             counts=assemble.fate_counts(decisions),
             reject_reasons=assemble.reject_reasons(decisions),

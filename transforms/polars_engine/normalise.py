@@ -107,6 +107,22 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.contains(r"^\s*$")).then(None).otherwise(expr)
 
 
+def coerce(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """The contract columns with contract types: blanks are null, ports outside 0..65535 null."""
+    typed: list[pl.Expr] = []
+    for name in s.STRING_COLUMNS:
+        expr = _blank_to_null(pl.col(name))
+        if name in (s.REMOTE_IP, s.LOCAL_IP):
+            expr = pl.when(expr.str.contains(r"^\s*-\s*$")).then(None).otherwise(expr)
+        typed.append(expr.alias(name))
+    for name in s.PORT_COLUMNS:
+        value = pl.col(name).cast(pl.Int64)
+        typed.append(pl.when(value.is_between(0, 65535)).then(value).cast(pl.Int32).alias(name))
+    typed.append(pl.col(s.REPORT_ID).cast(pl.Int64))
+    typed.append(pl.col(s.PROCESS_ID).cast(pl.Int64))
+    return raw.with_columns(typed)
+
+
 def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     """Typed contract columns plus `_reject` (first broken rule, or null) and `_home_day`.
 
@@ -125,20 +141,10 @@ def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         text = pl.col(raw_name(name)).str.strip_chars()
         return text.is_not_null() & (text != "") & pl.col(name).is_null()
 
-    typed: list[pl.Expr] = []
-    for name in s.STRING_COLUMNS:
-        expr = _blank_to_null(pl.col(name))
-        if name in (s.REMOTE_IP, s.LOCAL_IP):
-            expr = pl.when(expr.str.contains(r"^\s*-\s*$")).then(None).otherwise(expr)
-        typed.append(expr.alias(name))
-    bad_port: dict[str, pl.Expr] = {}
-    for name in s.PORT_COLUMNS:
-        value = pl.col(name).cast(pl.Int64)
-        in_range = value.is_between(0, 65535)
-        bad_port[name] = unparsed(name) | ~in_range.fill_null(True)
-        typed.append(pl.when(in_range).then(value).cast(pl.Int32).alias(name))
-    typed.append(pl.col(s.REPORT_ID).cast(pl.Int64))
-    typed.append(pl.col(s.PROCESS_ID).cast(pl.Int64))
+    bad_port = {
+        name: unparsed(name) | ~pl.col(name).cast(pl.Int64).is_between(0, 65535).fill_null(True)
+        for name in s.PORT_COLUMNS
+    }
 
     ts = pl.col(s.TIMESTAMP)
     skew = pl.duration(milliseconds=params.clock_skew_ms)
@@ -164,7 +170,7 @@ def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     flags = [e.alias(f"_bad_{n}") for n, e in bad_port.items()]
     return (
         raw.with_columns(flags)
-        .with_columns(typed)
+        .pipe(coerce)
         .with_columns(evidence_fields())
         .with_columns(_reject_expr(checks))
         .with_columns(home.alias(HOME_DAY))
