@@ -10,7 +10,19 @@ import polars as pl
 
 from transforms import schema as s
 from transforms.params import DayWindow
-from transforms.polars_engine.classify import DEV, DIRECT, DOMAIN, HTTP, LEG, NP, NP2, ROLE, SSL
+from transforms.polars_engine.classify import (
+    DEV,
+    DIRECT,
+    DOMAIN,
+    HTTP,
+    LEG,
+    NP,
+    NP2,
+    RIP,
+    ROLE,
+    SSL,
+    TARGET_PORT,
+)
 from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
 from transforms.polars_engine.normalise import (
     FILE,
@@ -34,8 +46,8 @@ OK = "ok"  # not decided yet: valid and unique
 FATES = (CURATED, REJECTED, DUPLICATE, FOLDED, UNMATCHED, OTHER)
 FATE_TYPE = pl.Enum([OK, *FATES])
 
-_KEY = list(s.EVENT_KEY)
-_TIE = [s.ACTION_TYPE, s.REMOTE_IP, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
+_KEY = [DEV, s.TIMESTAMP, s.REPORT_ID]  # the event key, with the device as its code
+_TIE = [ROLE, RIP, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
 
 
 def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
@@ -43,7 +55,8 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
 
     Exact duplicates are dropped. Rows that share the event key but differ in content break the
     contract: one is kept by a fixed order of content, the others are rejected. Only rows that
-    share their key need the whole row compared, so only they are hashed (from a second read).
+    share their key need the whole row compared, so only they are hashed (from a second read),
+    and only their fates are rewritten.
     """
     frame = narrow.with_columns(
         (pl.col(FILE).cast(pl.UInt64) * (1 << 32) + pl.col(ROW).cast(pl.UInt64)).alias(ID),
@@ -52,44 +65,42 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
         .otherwise(pl.lit(OK, FATE_TYPE))
         .alias(FATE),
     )
-    valid = pl.col(FATE) == OK
-    shared = valid & (pl.len().over([DEV, s.TIMESTAMP, s.REPORT_ID]) > 1)
-    frame = frame.with_columns(shared.alias("_shared"))
-    clash = frame.filter(pl.col("_shared"))
-    rest = frame.filter(~pl.col("_shared")).drop("_shared")
+    # A hash of the key finds the candidates with far less memory than a window over the key;
+    # a collision only adds a candidate, which the exact comparison below then keeps.
+    shared = (pl.col(FATE) == OK) & pl.struct(_KEY).hash(seed=0).is_duplicated()
+    clash = frame.filter(shared).select(FILE, ROW, ID, *_KEY, *_TIE[:-1])
     if clash.is_empty():
-        return rest
+        return frame
     content = [c for c in raw.collect_schema() if not c.startswith("_")]
     hashes = (
         raw.join(clash.select(FILE, ROW).lazy(), on=[FILE, ROW], how="semi")
         .select(FILE, ROW, pl.struct(content).hash(seed=0).alias(ROW_HASH))
         .collect()
     )
-    clash = (
-        clash.drop("_shared")
-        .join(hashes, on=[FILE, ROW], how="left")
-        .sort([*_KEY, *_TIE, FILE, ROW], nulls_last=True)
+    clash = clash.join(hashes, on=[FILE, ROW], how="left").sort(
+        [*_KEY, *_TIE, FILE, ROW], nulls_last=True
     )
     copy = ~pl.struct([*_KEY, ROW_HASH]).is_first_distinct()
-    clash = clash.with_columns(
-        pl.when(copy).then(pl.lit(DUPLICATE, FATE_TYPE)).otherwise(FATE).alias(FATE)
-    )
-    kept = clash.filter(pl.col(FATE) == OK)
-    first = pl.struct(_KEY).is_first_distinct()
-    kept = kept.with_columns(
-        pl.when(first)
-        .then(pl.lit(OK, FATE_TYPE))
-        .otherwise(pl.lit(REJECTED, FATE_TYPE))
+    kept = clash.filter(~copy)
+    duplicates = clash.filter(copy).select(ID)
+    clashing = kept.filter(~pl.struct(_KEY).is_first_distinct()).select(ID)
+    is_dup = pl.col(ID).is_in(duplicates[ID].implode())
+    is_clash = pl.col(ID).is_in(clashing[ID].implode())
+    return frame.with_columns(
+        pl.when(is_dup)
+        .then(pl.lit(DUPLICATE, FATE_TYPE))
+        .when(is_clash)
+        .then(pl.lit(REJECTED, FATE_TYPE))
+        .otherwise(FATE)
         .alias(FATE),
-        pl.when(first).then(REJECT).otherwise(pl.lit("duplicate_key", REASON)).alias(REJECT),
+        pl.when(is_clash).then(pl.lit("duplicate_key", REASON)).otherwise(REJECT).alias(REJECT),
     )
-    clash = pl.concat([kept, clash.filter(pl.col(FATE) != OK)]).select(rest.columns)
-    return pl.concat([rest, clash])
 
 
 def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.DataFrame:
     """One row per narrow row of day D: its fate and, for curated rows, the added columns."""
-    day = events.filter(pl.col(HOME_DAY) == window.day)
+    needed = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN, s.REPORT_ID, TARGET_PORT]
+    day = events.select(*needed, HOME_DAY).filter(pl.col(HOME_DAY) == window.day)
     links = result.links.rename({LEG_ID: ID})
     used = result.used_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
     ambiguous = result.ambiguous.rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
@@ -142,16 +153,14 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         fate.alias(FATE),
         REJECT,
         ROLE,
-        s.DEVICE_ID,
+        DEV,
         pl.col("_amb").fill_null(False).alias("_ambiguous"),
         pl.when(is_leg).then(pl.col("domain")).otherwise(pl.col(DOMAIN)).alias(s.REMOTE_URL),
         proxied.alias(s.IS_PROXIED),
-        pl.when(proxied).then(pl.col(s.REMOTE_IP)).alias(s.PROXY_IP),
-        pl.when(proxied).then(pl.col(s.REMOTE_PORT)).alias(s.PROXY_PORT),
         pl.when(is_leg)
         .then(pl.col("target_port"))
         .when(direct)
-        .then(pl.col(s.REMOTE_PORT))
+        .then(pl.col(TARGET_PORT))
         .cast(pl.Int32)
         .alias(s.TARGET_PORT),
         method.alias(s.LINK_METHOD),
@@ -176,15 +185,19 @@ def curated_rows(raw: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) 
     The rows are picked before they are coerced, so only the output rows pay for it.
     """
     source = [c for c in raw.collect_schema() if not c.startswith("_") and c not in _HIVE]
-    added = decisions.filter(pl.col(FATE) == CURATED).select(
-        FILE, ROW, s.REMOTE_URL, *s.ADDED_COLUMNS
-    )
+    computed = [c for c in s.ADDED_COLUMNS if c not in (s.PROXY_IP, s.PROXY_PORT)]
+    added = decisions.filter(pl.col(FATE) == CURATED).select(FILE, ROW, s.REMOTE_URL, *computed)
+    proxied = pl.col(s.IS_PROXIED)
     ordered = [*source, *s.ADDED_COLUMNS]
     return (
         raw.join(added.lazy(), on=[FILE, ROW], how="inner")
         .pipe(coerce)
         .drop(s.REMOTE_URL)
         .rename({f"{s.REMOTE_URL}_right": s.REMOTE_URL})
+        .with_columns(
+            pl.when(proxied).then(pl.col(s.REMOTE_IP)).alias(s.PROXY_IP),
+            pl.when(proxied).then(pl.col(s.REMOTE_PORT)).alias(s.PROXY_PORT),
+        )
         .select(ordered)
         .with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
     )
@@ -259,14 +272,14 @@ def link_stats(decisions: pl.DataFrame) -> dict[str, float | int]:
     evidence_roles = pl.col(ROLE).is_in([NP, HTTP, SSL]) | (
         (pl.col(ROLE) == NP2) & (pl.col(FATE) == FOLDED)
     )
-    protected = ok.filter(evidence_roles).select(s.DEVICE_ID).unique()
+    protected = ok.filter(evidence_roles).select(DEV).unique()
     legs = ok.filter(pl.col(ROLE) == LEG)
     linked = pl.col(s.LINK_METHOD).is_in([s.METHOD_SOCKET, s.METHOD_PROCESS])
-    on_protected = legs.join(protected, on=s.DEVICE_ID, how="semi")
+    on_protected = legs.join(protected, on=DEV, how="semi")
     n_legs, n_prot = legs.height, on_protected.height
     n_linked, n_prot_linked = legs.filter(linked).height, on_protected.filter(linked).height
     return {
-        "devices": ok.select(s.DEVICE_ID).n_unique(),
+        "devices": ok.select(DEV).n_unique(),
         "devices_with_evidence": protected.height,
         "legs": n_legs,
         "legs_linked": n_linked,

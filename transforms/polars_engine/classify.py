@@ -25,6 +25,7 @@ from transforms.polars_engine.normalise import (
 
 ROLE = "_role"
 DEV = "_dev"  # integer code of DeviceId, for cheap joins
+RIP = "_rip"  # integer code of RemoteIP
 DOMAIN_CODE = "_dom"  # integer code of the domain
 DOMAIN = "_domain"
 TARGET_PORT = "_target_port"
@@ -45,26 +46,25 @@ ROLES = pl.Enum([LEG, NP, NP2, HTTP, SSL, DIRECT, OTHER])
 ROLE_SOURCE = {NP: s.CONNECTION_SUCCESS, NP2: s.CONNECTION_SUCCESS, HTTP: s.HTTP_INSPECTED}
 ROLE_SOURCE[SSL] = s.SSL_INSPECTED
 
+# What linking and counting need of every row; strings are replaced by integer codes to keep
+# the one eager frame of the run small.
 NARROW_COLUMNS = (
     FILE,
     ROW,
     HOME_DAY,
     REJECT,
-    s.DEVICE_ID,
+    DEV,
     s.TIMESTAMP,
     s.REPORT_ID,
-    s.ACTION_TYPE,
-    s.REMOTE_IP,
+    RIP,
     s.REMOTE_PORT,
     s.LOCAL_PORT,
     s.PROCESS_ID,
     s.PROCESS_CREATION,
     ROLE,
     DOMAIN,
-    TARGET_PORT,
-    TO_PROXY,
-    DEV,
     DOMAIN_CODE,
+    TARGET_PORT,
 )
 
 
@@ -185,6 +185,7 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     )
     codes = [
         pl.col(s.DEVICE_ID).cast(pl.Categorical).to_physical().alias(DEV),
+        pl.col(s.REMOTE_IP).cast(pl.Categorical).to_physical().alias(RIP),
         pl.col(DOMAIN).cast(pl.Categorical).to_physical().alias(DOMAIN_CODE),
     ]
     return frame.with_columns(role.alias(ROLE), *codes).select(NARROW_COLUMNS)

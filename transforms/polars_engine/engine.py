@@ -28,9 +28,10 @@ class PolarsEngine:
         files: Sequence[str],
     ) -> DayOutput[pl.LazyFrame]:
         typed = normalise.normalise(raw, params)
-        narrow = classify.classify(typed, params).collect()
+        # One chunk: every later eager step would otherwise copy the frame to align chunks.
+        narrow = classify.classify(typed, params).collect().rechunk()
         events = assemble.dedupe(narrow, raw)
-        valid = events.filter(pl.col(assemble.FATE) == assemble.OK)
+        valid = events.lazy().filter(pl.col(assemble.FATE) == assemble.OK)
         result = link.link(valid, window, params)
         decisions = assemble.decide(events, result, window)
         return DayOutput(

@@ -29,6 +29,7 @@ from transforms.polars_engine.classify import (
     LEG,
     NP,
     NP2,
+    RIP,
     ROLE,
     SSL,
     TARGET_PORT,
@@ -64,7 +65,7 @@ def _legs(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
         pl.col(s.LOCAL_PORT).alias("leg_port"),
         pl.col(s.TIMESTAMP).alias("leg_ts"),
         pl.col(s.REPORT_ID).alias("leg_rid"),
-        pl.col(s.REMOTE_IP).alias("leg_ip"),
+        pl.col(RIP).alias("leg_ip"),
         pl.col(s.REMOTE_PORT).alias("leg_rport"),
         pl.col(s.PROCESS_ID).alias("leg_pid"),
         pl.col(s.PROCESS_CREATION).alias("leg_pct"),
@@ -85,7 +86,7 @@ def _evidence(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
         pl.col(s.LOCAL_PORT).alias("ev_port"),
         pl.col(s.TIMESTAMP).alias("ev_ts"),
         pl.col(s.REPORT_ID).alias("ev_rid"),
-        pl.col(s.REMOTE_IP).alias("ev_ip"),
+        pl.col(RIP).alias("ev_ip"),
         pl.col(s.REMOTE_PORT).alias("ev_rport"),
         pl.col(s.PROCESS_ID).alias("ev_pid"),
         pl.col(s.PROCESS_CREATION).alias("ev_pct"),
@@ -213,14 +214,14 @@ def _summarise(accepted: pl.DataFrame, method: str) -> pl.DataFrame:
     )
 
 
-def link(events: pl.DataFrame, window: DayWindow, params: LinkParams) -> LinkResult:
-    """Link the legs of the context window. `events` holds valid, deduplicated narrow rows
-    with a unique `_id`."""
+def link(rows: pl.LazyFrame, window: DayWindow, params: LinkParams) -> LinkResult:
+    """Link the legs of the context window. `rows` are valid, unique narrow rows with a unique
+    `_id`; they stay lazy so that one filter pass picks the legs and evidence of the window."""
     tol_us = params.tolerance_ms * 1000
     in_context = pl.col(s.TIMESTAMP).is_between(
         window.context_start, window.context_end, closed="left"
     )
-    events = events.filter(in_context)
+    events = rows.filter(in_context & pl.col(ROLE).is_in([LEG, *EVIDENCE_ROLES])).collect()
     legs = _legs(events, tol_us)
     ev = _evidence(events, tol_us)
 
