@@ -68,20 +68,24 @@ NARROW_COLUMNS = (
 )
 
 
-def normalise_domain(expr: pl.Expr) -> pl.Expr:
+def normalise_domain(frame: pl.LazyFrame, source: str, target: str) -> pl.LazyFrame:
     """A host name as analysts compare it: lower case, no scheme, path, user or port.
 
-    Most names are already clean; only the others go through the rewriting.
+    Most names are already clean; only the others go through the rewriting. Each step is its own
+    column so that the engine evaluates it once.
     """
-    clean = expr.str.contains(r"^[a-z0-9_]([a-z0-9_.\-]*[a-z0-9_])?$")
-    messy = pl.when(~clean).then(expr)
-    e = messy.str.strip_chars().str.to_lowercase()
+    clean = pl.col(source).str.contains(r"^[a-z0-9_]([a-z0-9_.\-]*[a-z0-9_])?$")
+    frame = frame.with_columns(pl.when(~clean).then(pl.col(source)).alias("_messy"))
+    e = pl.col("_messy").str.strip_chars().str.to_lowercase()
     e = e.str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
     e = e.str.replace(r"[/?#].*$", "")
     e = e.str.replace(r"^[^@]*@", "")
     e = e.str.replace(r":[0-9]*$", "")
     e = e.str.strip_chars_end(".")
-    return pl.when(clean).then(expr).when(e != "").then(e)
+    frame = frame.with_columns(e.alias("_fixed"))
+    fixed = pl.col("_fixed")
+    value = pl.when(pl.col("_messy").is_null()).then(pl.col(source)).when(fixed != "").then(fixed)
+    return frame.with_columns(value.alias(target)).drop("_messy", "_fixed")
 
 
 def normalise_ip(expr: pl.Expr) -> pl.Expr:
@@ -140,15 +144,12 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     is_connect = pl.col(AF_METHOD).str.to_uppercase() == "CONNECT"
     http_host = pl.col(AF_HOST)
     http_uri = pl.col(AF_URI)
-    named = (
-        pl.when(action == s.CONNECTION_SUCCESS)
-        .then(pl.col(s.REMOTE_URL))
-        .when((action == s.HTTP_INSPECTED) & is_connect)
-        .then(pl.coalesce(http_host, http_uri))
-        .when(action == s.SSL_INSPECTED)
-        .then(pl.col(AF_SERVER_NAME))
+    # The inspection fields are only filled for their own row types.
+    named = pl.coalesce(
+        pl.when(action == s.CONNECTION_SUCCESS).then(pl.col(s.REMOTE_URL)),
+        pl.when(is_connect).then(pl.coalesce(http_host, http_uri)),
+        pl.col(AF_SERVER_NAME),
     )
-    domain = normalise_domain(named)
     port_text = pl.coalesce(
         http_uri.str.extract(r":([0-9]{1,5})$", 1), http_host.str.extract(r":([0-9]{1,5})$", 1)
     )
@@ -160,10 +161,10 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     )
     to_proxy = proxy_match(pl.col(s.REMOTE_IP), pl.col(s.REMOTE_PORT), params.proxies)
     frame = typed.with_columns(
-        domain.alias(DOMAIN),
+        named.alias("_named"),
         target_port.alias(TARGET_PORT),
         to_proxy.alias(TO_PROXY),
-    )
+    ).pipe(normalise_domain, "_named", DOMAIN)
     has_domain = pl.col(DOMAIN).is_not_null()
     proxied = pl.col(TO_PROXY)
     has_process = pl.col(s.PROCESS_ID).fill_null(0) != 0

@@ -28,6 +28,8 @@ INTERNAL = (FILE, ROW, PART_START, PART_END)
 
 UTC_US = pl.Datetime("us", "UTC")
 REASON = pl.Enum(s.REJECT_REASONS)
+_SUSPECT = "_suspect"
+_MASK = "_mask"
 CONTRACT_DTYPES: dict[str, pl.DataType] = {
     **{c: pl.String() for c in s.STRING_COLUMNS},
     **{c: pl.Int32() for c in s.PORT_COLUMNS},
@@ -172,19 +174,30 @@ def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         raw.with_columns(flags)
         .pipe(coerce)
         .with_columns(evidence_fields())
-        .with_columns(_reject_expr(checks))
+        .with_columns(_suspect_fields())
+        .with_columns(_reject_mask(checks))
+        .with_columns(_first_reason(len(checks)))
         .with_columns(home.alias(HOME_DAY))
-        .drop([f"_bad_{n}" for n in bad_port])
+        .drop([*(f"_bad_{n}" for n in bad_port), _SUSPECT, _MASK])
     )
 
 
-def _reject_expr(checks: list[tuple[str, pl.Expr]]) -> pl.Expr:
-    """The first broken rule, as an Enum: a chain of string literals over every row costs more
-    than the checks themselves."""
-    reason: pl.Expr = pl.lit(None, REASON)
-    for label, cond in reversed(checks):
-        reason = pl.when(cond.fill_null(False)).then(pl.lit(label, REASON)).otherwise(reason)
-    return reason.alias(REJECT)
+def _reject_mask(checks: list[tuple[str, pl.Expr]]) -> pl.Expr:
+    """All broken rules of a row as one bit mask, bit i for check i."""
+    assert [label for label, _ in checks] == list(s.REJECT_REASONS[: len(checks)])
+    return pl.sum_horizontal(
+        [cond.fill_null(False).cast(pl.UInt16) * (1 << i) for i, (_, cond) in enumerate(checks)]
+    ).alias(_MASK)
+
+
+def _first_reason(n_checks: int) -> pl.Expr:
+    """The first broken rule, as an Enum: the lowest set bit of the mask. A chain of when/then
+    branches over every row costs more than the checks themselves."""
+    mask = pl.col(_MASK)
+    first = pl.when(mask > 0).then(mask.bitwise_trailing_zeros())
+    return first.replace_strict(
+        list(range(n_checks)), list(s.REJECT_REASONS[:n_checks]), return_dtype=REASON
+    ).alias(REJECT)
 
 
 def _field(text: pl.Expr, key: str) -> pl.Expr:
@@ -206,12 +219,17 @@ def evidence_fields() -> list[pl.Expr]:
     ]
 
 
-def _unparseable_evidence_fields() -> pl.Expr:
-    """Inspection rows are read for their destination, so their JSON must parse. Only rows where
-    no destination field was found go through the JSON parser."""
+def _suspect_fields() -> pl.Expr:
+    """The JSON of inspection rows where no destination field was found, else null: only these
+    go through the JSON parser."""
     is_inspection = pl.col(s.ACTION_TYPE).is_in([s.HTTP_INSPECTED, s.SSL_INSPECTED])
     found = pl.col(AF_HOST).is_not_null() | pl.col(AF_URI).is_not_null()
     found = found | pl.col(AF_SERVER_NAME).is_not_null()
-    text = pl.col(s.ADDITIONAL_FIELDS)
-    suspect = pl.when(is_inspection & ~found & ~text.str.contains(r"^\s*$")).then(text)
-    return suspect.is_not_null() & suspect.str.json_path_match("$").is_null()
+    return pl.when(is_inspection & ~found).then(pl.col(s.ADDITIONAL_FIELDS)).alias(_SUSPECT)
+
+
+def _unparseable_evidence_fields() -> pl.Expr:
+    """Inspection rows are read for their destination, so their JSON must parse."""
+    suspect = pl.col(_SUSPECT)
+    blank = suspect.str.contains(r"^\s*$")
+    return suspect.is_not_null() & ~blank & suspect.str.json_path_match("$").is_null()
