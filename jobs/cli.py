@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import load_config
-from jobs.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ProxylinkError
+from jobs.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, ProxylinkError
 from jobs.plan import parse_day
+from jobs.run import RunReport
 from transforms.params import parse_proxy
 
 log = logging.getLogger("proxylink")
@@ -88,12 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--tolerance", type=_positive, metavar="SECONDS", help="link tolerance")
     run.add_argument("--engine", choices=["polars"], help="transform engine")
+    check = sub.add_parser(
+        "validate", help="re-validate a published day without rewriting it (exit 1 on failure)"
+    )
+    check.add_argument("--date", type=_day, required=True, help="the published UTC day")
+    check.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
+    check.add_argument("--curated", type=Path, help="root under which curated tables live")
+    check.add_argument("--proxy", action="append", type=_proxy, metavar="IP[:PORT]|CIDR[:PORT]")
+    check.add_argument("--tolerance", type=_positive, metavar="SECONDS")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if args.events is not None:
+    if getattr(args, "events", None) is not None:
         out["events"] = str(args.events)
     if args.curated is not None:
         out["curated"] = str(args.curated)
@@ -101,7 +110,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["proxies"] = list(args.proxy)
     if args.tolerance is not None:
         out["link"] = {"tolerance_seconds": args.tolerance}
-    if args.engine is not None:
+    if getattr(args, "engine", None) is not None:
         out["engine"] = args.engine
     return out
 
@@ -161,15 +170,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     else ""
                 ),
                 f"  other rows (not used)   {c['not_connection'] + c['inspection_unmatched']:>12,}",
+                _validation_line(report),
                 f"  table:    {report.tables['connection_success']}",
                 f"  rejects:  {report.tables['rejects']}",
                 f"  manifest: {report.manifest}",
             ]
         )
     )
+    if report.validation is not None:
+        for warning in report.validation.warnings:
+            print(f"  warning: {warning.id}: {warning.description} (observed {warning.observed})")
+        for page in report.validation.pages:
+            print(f"  report:   {page}")
     for path, why in report.skipped_files:
         print(f"  skipped corrupt file {path}: {why}", file=sys.stderr)
     return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from jobs.run import describe_failure, validate_published
+
+    config = load_config(args.conf, _overrides(args))
+    if config.events is None:  # validating needs no input lake
+        config = config.model_copy(update={"events": Path(".")})
+    report = validate_published(config, args.date)
+    for page in report.pages:
+        print(f"  report:   {page}")
+    if not report.passed:
+        print(f"proxylink: error: {describe_failure(report)}", file=sys.stderr)
+        return EXIT_VALIDATION
+    n = len(report.results)
+    print(f"{args.date.isoformat()}: passed {n - len(report.warnings)} of {n} expectations")
+    for warning in report.warnings:
+        print(f"  warning: {warning.id}: {warning.description} (observed {warning.observed})")
+    return EXIT_OK
+
+
+def _validation_line(report: RunReport) -> str:
+    v = report.validation
+    if v is None:
+        return "  validation: not run"
+    n = len(v.results)
+    extra = f", {len(v.warnings)} warning(s)" if v.warnings else ""
+    return f"  validation: passed {n - len(v.warnings)} of {n} expectations{extra}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    handlers = {"sample": _cmd_sample, "run": _cmd_run}
+    handlers = {"sample": _cmd_sample, "run": _cmd_run, "validate": _cmd_validate}
     try:
         return handlers[args.command](args)
     except ProxylinkError as exc:

@@ -5,14 +5,16 @@ An invalid setting is reported in one line that names the file and the setting.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from expectations.suites import CuratedThresholds, InputThresholds, SuiteSettings
 from jobs.errors import ConfigError
-from transforms.params import LinkParams, parse_proxy
+from transforms.params import DayWindow, LinkParams, parse_proxy
 
 
 class _Strict(BaseModel):
@@ -28,6 +30,47 @@ class InputConf(_Strict):
     on_corrupt_file: Literal["fail", "skip"] = "fail"
 
 
+class InputExpectations(_Strict):
+    """Largest share of one input file's rows that may break each rule (critical)."""
+
+    max_null_key_rate: float = Field(0.01, ge=0, le=1)
+    max_bad_value_rate: float = Field(0.01, ge=0, le=1)
+    max_bad_port_rate: float = Field(0.01, ge=0, le=1)
+    max_outside_partition_rate: float = Field(0.01, ge=0, le=1)
+
+
+class CuratedExpectations(_Strict):
+    min_link_rate: float = Field(0.9, ge=0, le=1)  # warning
+
+
+class ExpectationsConf(_Strict):
+    """Thresholds per suite, and severity overrides per expectation id."""
+
+    input: InputExpectations = InputExpectations()
+    connection_success: CuratedExpectations = CuratedExpectations()
+    severity: dict[str, Literal["critical", "warning"]] = Field(default_factory=dict)
+
+    @field_validator("severity")
+    @classmethod
+    def _known_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        from expectations.suites import CHECK_IDS
+
+        unknown = sorted(set(value) - set(CHECK_IDS))
+        if unknown:
+            raise ValueError(f"unknown expectation id(s) {', '.join(unknown)}")
+        return value
+
+    def settings(self, window: DayWindow, tolerance_ms: int) -> SuiteSettings:
+        return SuiteSettings(
+            day_start=window.start,
+            day_last=window.end - timedelta(microseconds=1),
+            tolerance_ms=tolerance_ms,
+            input=InputThresholds(**self.input.model_dump()),
+            curated=CuratedThresholds(**self.connection_success.model_dump()),
+            severity=dict(self.severity),
+        )
+
+
 class Config(_Strict):
     """Everything a run needs. Relative paths are taken from the working directory."""
 
@@ -37,6 +80,7 @@ class Config(_Strict):
     proxies: tuple[str, ...] = ()
     link: LinkConf = LinkConf()
     input: InputConf = InputConf()
+    expectations: ExpectationsConf = ExpectationsConf()
 
     @field_validator("proxies", mode="before")
     @classmethod

@@ -147,3 +147,27 @@ def commit_files(table: Path, day: date, paths: list[Path]) -> int:
         else:
             p.unlink()
     return commit_partition(StagedFiles(table, day, tuple(keep)), empty_schema=schema)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The files one run wrote for day D, per table, until they are committed or discarded."""
+
+    tables: dict[str, tuple[Path, list[Path]]]
+    day: date
+
+    def files(self, name: str) -> list[Path]:
+        return self.tables[name][1]
+
+    def commit(self) -> dict[str, int]:
+        """Commit every table's partition D; returns the new table versions."""
+        return {
+            name: commit_files(table, self.day, paths)
+            for name, (table, paths) in self.tables.items()
+        }
+
+    def discard(self) -> None:
+        """Remove the staged files; the tables never referenced them."""
+        for _, paths in self.tables.values():
+            for p in paths:
+                p.unlink(missing_ok=True)

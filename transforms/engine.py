@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import polars as pl
+
 from transforms.params import DayWindow, LinkParams
 
 FrameT = TypeVar("FrameT")
@@ -24,6 +26,9 @@ class DayOutput(Generic[FrameT]):
     counts: dict[str, int]
     reject_reasons: dict[str, int]
     link_stats: dict[str, float | int] = field(default_factory=dict)
+    # One row per input file of day D with the share of rows that broke each input rule: small
+    # whatever the engine, so it is always a polars frame.
+    input_profile: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 class Engine(Protocol[FrameT]):

@@ -27,6 +27,7 @@ from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
 from transforms.polars_engine.normalise import (
     FILE,
     HOME_DAY,
+    PART_START,
     REASON,
     REJECT,
     ROW,
@@ -287,3 +288,56 @@ def link_stats(decisions: pl.DataFrame) -> dict[str, float | int]:
         "legs_on_devices_with_evidence": n_prot,
         "link_rate_devices_with_evidence": round(n_prot_linked / n_prot, 6) if n_prot else 0.0,
     }
+
+
+def input_profile(
+    events: pl.DataFrame, raw: pl.LazyFrame, files: list[str], window: DayWindow
+) -> pl.DataFrame:
+    """One row per input file of day D's own partitions: its rows and how many broke each rule.
+
+    This is what the input suite validates: rates over every row, computed here so that the
+    expectations run on a few dozen rows instead of millions.
+    """
+    own = raw.filter(pl.col(PART_START).dt.date() == window.day)
+    actions = (
+        own.group_by(FILE, s.ACTION_TYPE)
+        .len()
+        .collect()
+        .filter(~pl.col(s.ACTION_TYPE).is_in(s.KNOWN_ACTION_TYPES))
+        .group_by(FILE)
+        .agg(pl.col(s.ACTION_TYPE).fill_null("(null)").sort().str.join(", ").alias("unknown"))
+    )
+    reasons = pl.col(REJECT).cast(pl.String)
+    bad_value = reasons.str.starts_with("bad_") & ~reasons.is_in(
+        ["bad_LocalPort", "bad_RemotePort"]
+    )
+    per_file = (
+        own.group_by(FILE)
+        .len("rows")
+        .collect()
+        .join(
+            events.group_by(FILE).agg(
+                reasons.is_in(["null_DeviceId", "null_Timestamp", "null_ReportId"])
+                .sum()
+                .alias("null_key"),
+                bad_value.sum().alias("bad_value"),
+                reasons.is_in(["bad_LocalPort", "bad_RemotePort"]).sum().alias("bad_port"),
+                (reasons == "Timestamp_outside_partition").sum().alias("outside_partition"),
+            ),
+            on=FILE,
+            how="left",
+        )
+        .join(actions, on=FILE, how="left")
+    )
+    rows = pl.col("rows")
+    return per_file.sort(FILE).select(
+        pl.col(FILE)
+        .replace_strict(list(range(len(files))), files, return_dtype=pl.String)
+        .alias("file"),
+        rows,
+        *[
+            (pl.col(c).fill_null(0) / rows).alias(f"{c}_rate")
+            for c in ("null_key", "bad_value", "bad_port", "outside_partition")
+        ],
+        pl.col("unknown").alias("unknown_action_types"),
+    )

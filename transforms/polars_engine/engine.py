@@ -40,4 +40,5 @@ class PolarsEngine:
             counts=assemble.fate_counts(decisions),
             reject_reasons=assemble.reject_reasons(decisions),
             link_stats=assemble.link_stats(decisions),
+            input_profile=assemble.input_profile(events, raw, list(files), window),
         )

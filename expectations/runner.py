@@ -1,0 +1,185 @@
+"""Run the suites with great-expectations and render its Data Docs.
+
+The runner takes the profiles (small polars frames) and returns plain results, so jobs never
+touch great-expectations objects. An internal error of great-expectations becomes a failed
+validation with its message, never a traceback: nothing is published on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from expectations.suites import CHECKS, Severity, SuiteSettings, severity_of
+
+log = logging.getLogger(__name__)
+SITE = "proxylink"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    suite: str
+    severity: Severity
+    success: bool
+    description: str
+    observed: Any = None
+    unexpected: list[Any] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "suite": self.suite,
+            "severity": self.severity,
+            "success": self.success,
+            "description": self.description,
+            "observed": _plain(self.observed),
+            "unexpected": [_plain(v) for v in self.unexpected[:10]],
+        }
+
+
+@dataclass
+class ValidationReport:
+    results: list[CheckResult]
+    pages: list[Path]
+    duration_s: float
+    error: str | None = None
+
+    @property
+    def critical_failures(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.success and r.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.success and r.severity == "warning"]
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not self.critical_failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+            "critical_failures": [r.id for r in self.critical_failures],
+            "warnings": [r.id for r in self.warnings],
+            "results": [r.to_json() for r in self.results],
+            "report_pages": [str(p) for p in self.pages],
+        }
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _to_pandas(frame: pl.DataFrame) -> Any:
+    """numpy-backed pandas: great-expectations' type handling trips over Arrow dtypes."""
+    return frame.to_pandas(use_pyarrow_extension_array=False)
+
+
+def validate(
+    profiles: dict[str, pl.DataFrame], settings: SuiteSettings, docs: Path, run_name: str
+) -> ValidationReport:
+    """Validate each suite's profile; render one Data Docs page per suite for this run."""
+    t0 = time.perf_counter()
+    try:
+        results = _run(profiles, settings, docs, run_name)
+    except Exception as exc:  # great-expectations raises many types; none may escape as a crash
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        log.debug("great-expectations failed", exc_info=True)
+        return ValidationReport([], [], time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
+    pages = sorted((docs / "validations").glob(f"*/{run_name}/**/*.html"))
+    return ValidationReport(results, pages, time.perf_counter() - t0)
+
+
+def _run(
+    profiles: dict[str, pl.DataFrame], settings: SuiteSettings, docs: Path, run_name: str
+) -> list[CheckResult]:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    # The ephemeral context makes a default docs site in a temporary folder; ours replaces it.
+    for name, site in dict(context.variables.data_docs_sites or {}).items():
+        folder = site.get("store_backend", {}).get("base_directory")
+        context.delete_data_docs_site(name)
+        if folder and Path(folder).parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+    context.add_data_docs_site(
+        site_name=SITE,
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs.resolve()),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    source = context.data_sources.add_pandas("proxylink")
+    out: list[CheckResult] = []
+    for suite_name, frame in profiles.items():
+        checks = {c.id: c for c in CHECKS[suite_name]}
+        suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
+        for check in checks.values():
+            expectation = check.build(gxe, settings)
+            expectation.meta = {"id": check.id, "severity": severity_of(check, settings)}
+            expectation.description = check.description
+            suite.add_expectation(expectation)
+        batch = source.add_dataframe_asset(f"{suite_name}_profile")
+        definition = batch.add_batch_definition_whole_dataframe("run")
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=definition, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{suite_name}_checkpoint",
+                validation_definitions=[validation],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[SITE])],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
+            )
+        )
+        run = checkpoint.run(
+            batch_parameters={"dataframe": _to_pandas(frame)},
+            run_id=RunIdentifier(run_name=run_name),
+        )
+        for result in run.run_results.values():
+            for r in result.results:
+                config = r.expectation_config
+                if config is None or config.meta is None:
+                    raise RuntimeError("a validation result lost its expectation")
+                check = checks[config.meta["id"]]
+                res = r.result or {}
+                out.append(
+                    CheckResult(
+                        id=check.id,
+                        suite=suite_name,
+                        severity=severity_of(check, settings),
+                        success=bool(r.success),
+                        description=check.description,
+                        observed=res.get("observed_value", res.get("unexpected_count")),
+                        unexpected=list(res.get("partial_unexpected_list") or []),
+                    )
+                )
+    return out

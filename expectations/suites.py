@@ -1,0 +1,197 @@
+"""The expectation suites, built in code: one on the input partition, one on connection_success.
+
+Every expectation has a stable id (used in config overrides, the manifest and error messages)
+and a severity: `critical` blocks publishing, `warning` is only reported. Thresholds come from
+config; the defaults suit the sample lake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from transforms import schema as s
+
+Severity = Literal["critical", "warning"]
+HOSTNAME = r"^[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?)*$"
+
+INPUT_SUITE = "input"
+CURATED_SUITE = "connection_success"
+SUITES = (INPUT_SUITE, CURATED_SUITE)
+
+
+@dataclass(frozen=True)
+class InputThresholds:
+    """Largest share of one file's rows that may break each input rule (they are quarantined
+    either way; above the threshold the day is suspect and is not published)."""
+
+    max_null_key_rate: float = 0.01
+    max_bad_value_rate: float = 0.01
+    max_bad_port_rate: float = 0.01
+    max_outside_partition_rate: float = 0.01
+
+
+@dataclass(frozen=True)
+class CuratedThresholds:
+    min_link_rate: float = 0.95  # linked share of legs on devices that show evidence
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """Everything the suites depend on for one day."""
+
+    day_start: datetime
+    day_last: datetime  # the last microsecond of the day
+    tolerance_ms: int
+    input: InputThresholds = InputThresholds()
+    curated: CuratedThresholds = CuratedThresholds()
+    severity: Mapping[str, Severity] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of a suite: its id, what it means, its severity and how to build it."""
+
+    id: str
+    description: str
+    severity: Severity
+    build: Callable[[Any, SuiteSettings], Any]  # (gx.expectations module, settings) -> Expectation
+
+
+def _input_checks() -> list[Check]:
+    def rate(column: str, limit: Callable[[SuiteSettings], float]) -> Callable[[Any, Any], Any]:
+        return lambda E, cfg: E.ExpectColumnValuesToBeBetween(
+            column=column, min_value=0, max_value=limit(cfg)
+        )
+
+    return [
+        Check(
+            "input.keys_not_null",
+            "DeviceId, Timestamp and ReportId are present",
+            "critical",
+            rate("null_key_rate", lambda c: c.input.max_null_key_rate),
+        ),
+        Check(
+            "input.types_castable",
+            "values parse to the contract types",
+            "critical",
+            rate("bad_value_rate", lambda c: c.input.max_bad_value_rate),
+        ),
+        Check(
+            "input.ports_in_range",
+            "RemotePort and LocalPort are integers in 0..65535",
+            "critical",
+            rate("bad_port_rate", lambda c: c.input.max_bad_port_rate),
+        ),
+        Check(
+            "input.timestamp_in_partition",
+            "Timestamp lies in its partition's date and hour, give or take the clock skew",
+            "critical",
+            rate("outside_partition_rate", lambda c: c.input.max_outside_partition_rate),
+        ),
+        Check(
+            "input.known_action_types",
+            "ActionType is one Defender documents (unknown ones are still carried)",
+            "warning",
+            lambda E, cfg: E.ExpectColumnValuesToBeNull(column="unknown_action_types"),
+        ),
+    ]
+
+
+def _curated_checks() -> list[Check]:
+    return [
+        Check(
+            "connection_success.key_unique",
+            "(DeviceId, Timestamp, ReportId) is unique",
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToBeBetween(
+                column="duplicate_key_rows", min_value=0, max_value=0
+            ),
+        ),
+        Check(
+            "connection_success.only_connection_success",
+            "ActionType is only ConnectionSuccess",
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToBeInSet(
+                column=s.ACTION_TYPE, value_set=[s.CONNECTION_SUCCESS]
+            ),
+        ),
+        Check(
+            "connection_success.timestamp_from",
+            "no Timestamp before day D",
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToBeBetween(
+                column="min_timestamp", min_value=cfg.day_start
+            ),
+        ),
+        Check(
+            "connection_success.timestamp_to",
+            "no Timestamp after day D",
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToBeBetween(
+                column="max_timestamp", max_value=cfg.day_last
+            ),
+        ),
+        Check(
+            "connection_success.remote_url_hostname",
+            "RemoteUrl is a well-formed lower-case host name when present",
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToMatchRegex(column=s.REMOTE_URL, regex=HOSTNAME),
+        ),
+        Check(
+            "connection_success.proxied_rows_carry_proxy",
+            "IsProxied rows carry ProxyIP and ProxyPort of a configured proxy",
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToBeInSet(column="proxy_ok", value_set=[True]),
+        ),
+        Check(
+            "connection_success.link_method_in_set",
+            "LinkMethod is one of " + ", ".join(s.LINK_METHODS),
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToBeInSet(
+                column=s.LINK_METHOD, value_set=list(s.LINK_METHODS)
+            ),
+        ),
+        Check(
+            "connection_success.link_delta_within_tolerance",
+            "|LinkDeltaMs| is within the link tolerance",
+            "critical",
+            lambda E, cfg: E.ExpectColumnValuesToBeBetween(
+                column="max_abs_link_delta_ms", min_value=0, max_value=cfg.tolerance_ms
+            ),
+        ),
+        Check(
+            "connection_success.link_rate_floor",
+            "legs on devices that show evidence are linked at least at the configured rate",
+            "warning",
+            lambda E, cfg: E.ExpectColumnMinToBeBetween(
+                column="link_rate_devices_with_evidence", min_value=cfg.curated.min_link_rate
+            ),
+        ),
+        Check(
+            "connection_success.rows_match_counts",
+            "the staged rows are the connections counted: legs + direct + evidence only",
+            "critical",
+            lambda E, cfg: E.ExpectColumnPairValuesToBeEqual(
+                column_A="staged_rows", column_B="legs_direct_evidence_only"
+            ),
+        ),
+        Check(
+            "connection_success.counts_reconcile",
+            "rows read for the day = curated + rejected + filtered by rule",
+            "critical",
+            lambda E, cfg: E.ExpectColumnPairValuesToBeEqual(
+                column_A="rows_in_day", column_B="accounted_rows"
+            ),
+        ),
+    ]
+
+
+CHECKS: dict[str, list[Check]] = {INPUT_SUITE: _input_checks(), CURATED_SUITE: _curated_checks()}
+CHECK_IDS = tuple(c.id for checks in CHECKS.values() for c in checks)
+
+
+def severity_of(check: Check, settings: SuiteSettings) -> Severity:
+    return settings.severity.get(check.id, check.severity)

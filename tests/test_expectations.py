@@ -1,0 +1,335 @@
+"""The expectations gate: every critical expectation blocks publishing, warnings do not.
+
+Each test feeds the publish step staged data with exactly one defect and checks that the run
+fails with exit code 1 and that the published table is unchanged. A positive control proves the
+suites pass good data, so the failures are the defects' doing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+from helpers import frame, http_row, leg, np_row, write_lake
+
+from jobs import publish
+from jobs.cli import main
+from jobs.config import Config, load_config
+from jobs.errors import ValidationFailed
+from jobs.run import CURATED_TABLE, REJECTS_TABLE, publish_gated, run_day
+from transforms import schema as s
+from transforms.engine import DayOutput
+from transforms.params import DayWindow
+
+DAY = date(2026, 11, 1)
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> tuple[Config, Path]:
+    rows = [leg(0, 50001), np_row(10, "a.example.com", 50001), leg(100, 50002)]
+    rows += [leg(200, 50003), http_row(220, "b.example.com", 50003)]
+    events = write_lake(tmp_path, frame(rows))
+    config = load_config(
+        None,
+        {
+            "events": str(events),
+            "curated": str(tmp_path / "curated"),
+            "proxies": ["10.20.0.5:8080"],
+            "expectations": {"connection_success": {"min_link_rate": 0.5}},
+        },
+    )
+    run_day(config, DAY)
+    return config, tmp_path / "curated"
+
+
+Defect = Callable[[pl.DataFrame, dict[str, int], pl.DataFrame], tuple[Any, ...]]
+
+
+def _stage(config: Config, curated: pl.DataFrame, counts: dict[str, int], inputs: pl.DataFrame):
+    root = config.curated
+    assert root is not None
+    table, rejects = root / CURATED_TABLE, root / REJECTS_TABLE
+    cpath = publish.new_data_path(table, DAY, "test")
+    rpath = publish.new_data_path(rejects, DAY, "test")
+    curated.write_parquet(cpath)
+    pl.read_delta(str(rejects)).drop("date").head(0).write_parquet(rpath)
+    manifest = _manifest(root)
+    out = DayOutput(
+        curated=curated.lazy(),
+        rejects=pl.LazyFrame(),
+        counts=counts,
+        reject_reasons={},
+        link_stats=manifest["link_stats"],
+        input_profile=inputs,
+    )
+    staged = publish.Staged(
+        {CURATED_TABLE: (table, [cpath]), REJECTS_TABLE: (rejects, [rpath])}, DAY
+    )
+    return staged, out, [cpath, rpath]
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    path = sorted((root / "_manifests" / f"date={DAY}").glob("*.json"))[0]
+    return json.loads(path.read_text())
+
+
+def _good(config: Config) -> tuple[pl.DataFrame, dict[str, int], pl.DataFrame]:
+    root = config.curated
+    assert root is not None
+    rows = pl.read_delta(str(root / CURATED_TABLE)).drop("date")
+    manifest = _manifest(root)
+    return rows, dict(manifest["counts"]), pl.DataFrame(manifest["input_profile"])
+
+
+def _publish(config: Config, curated: pl.DataFrame, counts: dict, inputs: pl.DataFrame) -> None:
+    staged, out, _ = _stage(config, curated, counts, inputs)
+    window = DayWindow.for_day(DAY, config.link_params())
+    publish_gated(config, window, "test-run", staged, out)
+
+
+def _set(df: pl.DataFrame, row: int, **values: Any) -> pl.DataFrame:
+    out = df
+    for col, value in values.items():
+        series = out[col].to_list()
+        series[row] = value
+        out = out.with_columns(pl.Series(col, series, dtype=out.schema[col]))
+    return out
+
+
+def _input_rate(column: str) -> Defect:
+    def defect(df, counts, inputs):
+        return df, counts, inputs.with_columns(pl.lit(0.5).alias(column))
+
+    return defect
+
+
+DEFECTS: dict[str, Defect] = {
+    "input.keys_not_null": _input_rate("null_key_rate"),
+    "input.types_castable": _input_rate("bad_value_rate"),
+    "input.ports_in_range": _input_rate("bad_port_rate"),
+    "input.timestamp_in_partition": _input_rate("outside_partition_rate"),
+    "connection_success.key_unique": lambda df, c, i: (
+        pl.concat([df, df.head(1)]),
+        {
+            **c,
+            "curated": c["curated"] + 1,
+            "method_socket": c["method_socket"] + 1,
+            "rows_in_day": c["rows_in_day"] + 1,
+        },
+        i,
+    ),
+    "connection_success.only_connection_success": lambda df, c, i: (
+        _set(df, 0, ActionType="ConnectionFailed"),
+        c,
+        i,
+    ),
+    "connection_success.timestamp_from": lambda df, c, i: (
+        _set(df, 0, Timestamp=datetime(2026, 10, 31, 23, 0, tzinfo=UTC)),
+        c,
+        i,
+    ),
+    "connection_success.timestamp_to": lambda df, c, i: (
+        _set(df, 0, Timestamp=datetime(2026, 11, 2, 0, 0, tzinfo=UTC)),
+        c,
+        i,
+    ),
+    "connection_success.remote_url_hostname": lambda df, c, i: (
+        _set(df, 0, RemoteUrl="Not A Host!"),
+        c,
+        i,
+    ),
+    "connection_success.proxied_rows_carry_proxy": lambda df, c, i: (
+        _set(df, 0, ProxyIP="192.0.2.1"),
+        c,
+        i,
+    ),
+    "connection_success.link_method_in_set": lambda df, c, i: (
+        _set(df, 0, LinkMethod="guessed"),
+        c,
+        i,
+    ),
+    "connection_success.link_delta_within_tolerance": lambda df, c, i: (
+        _set(df.sort(s.LINK_DELTA_MS, nulls_last=True), 0, LinkDeltaMs=9000),
+        c,
+        i,
+    ),
+    "connection_success.rows_match_counts": lambda df, c, i: (df.head(df.height - 1), c, i),
+    "connection_success.counts_reconcile": lambda df, c, i: (
+        df,
+        {**c, "rows_in_day": c["rows_in_day"] + 1},
+        i,
+    ),
+}
+
+
+def test_every_critical_expectation_has_a_defect_test() -> None:
+    from expectations.suites import CHECKS
+
+    critical = {c.id for checks in CHECKS.values() for c in checks if c.severity == "critical"}
+    assert critical == set(DEFECTS)
+
+
+def test_good_staged_data_is_published(published: tuple[Config, Path]) -> None:
+    config, root = published
+    before = DeltaTable(str(root / CURATED_TABLE)).version()
+    _publish(config, *_good(config))
+    assert DeltaTable(str(root / CURATED_TABLE)).version() == before + 1
+
+
+@pytest.mark.parametrize("check", sorted(DEFECTS))
+def test_critical_expectation_blocks_publishing(published: tuple[Config, Path], check: str) -> None:
+    config, root = published
+    table = root / CURATED_TABLE
+    version, rows = DeltaTable(str(table)).version(), pl.read_delta(str(table))
+    bad = DEFECTS[check](*_good(config))
+    staged, out, paths = _stage(config, *bad)
+    window = DayWindow.for_day(DAY, config.link_params())
+    with pytest.raises(ValidationFailed) as failed:
+        publish_gated(config, window, "test-run", staged, out)
+    assert failed.value.exit_code == 1
+    assert check in str(failed.value)
+    assert DeltaTable(str(table)).version() == version
+    assert pl.read_delta(str(table)).equals(rows)
+    assert not any(p.exists() for p in paths), "staged files are cleaned up"
+
+
+def test_failed_run_exits_1_prints_failures_and_keeps_table(
+    published: tuple[Config, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config, root = published
+    version = DeltaTable(str(root / CURATED_TABLE)).version()
+    conf = tmp_path / "strict.yaml"
+    conf.write_text(
+        "expectations:\n  connection_success: {min_link_rate: 1.0}\n"
+        "  severity: {connection_success.link_rate_floor: critical}\n"
+    )
+    code = main(
+        [
+            "run",
+            "--date",
+            str(DAY),
+            "--conf",
+            str(conf),
+            "--events",
+            str(config.events),
+            "--curated",
+            str(root),
+            "--proxy",
+            "10.20.0.5:8080",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "connection_success.link_rate_floor" in err and "nothing was published" in err
+    assert "Traceback" not in err
+    assert DeltaTable(str(root / CURATED_TABLE)).version() == version
+    statuses = [m["status"] for m in map(_load, (root / "_manifests").rglob("*.json"))]
+    assert sorted(statuses) == ["published", "validation_failed"]
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def test_warnings_are_reported_and_publishing_goes_on(
+    published: tuple[Config, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config, root = published
+    conf = tmp_path / "floor.yaml"
+    conf.write_text("expectations:\n  connection_success: {min_link_rate: 1.0}\n")
+    code = main(
+        [
+            "run",
+            "--date",
+            str(DAY),
+            "--conf",
+            str(conf),
+            "--events",
+            str(config.events),
+            "--curated",
+            str(root),
+            "--proxy",
+            "10.20.0.5:8080",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "warning: connection_success.link_rate_floor" in out
+    assert "report:" in out
+    latest = max((root / "_manifests").rglob("*.json"), key=lambda p: p.stat().st_mtime)
+    validation = _load(latest)["validation"]
+    assert validation["warnings"] == ["connection_success.link_rate_floor"]
+    assert all(Path(p).is_file() for p in validation["report_pages"])
+
+
+def test_internal_error_of_great_expectations_blocks_without_traceback(
+    published: tuple[Config, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import great_expectations as gx
+
+    config, root = published
+    version = DeltaTable(str(root / CURATED_TABLE)).version()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("store backend unavailable")
+
+    monkeypatch.setattr(gx, "get_context", broken)
+    with pytest.raises(ValidationFailed, match=r"validation could not run .*store backend"):
+        _publish(config, *_good(config))
+    assert DeltaTable(str(root / CURATED_TABLE)).version() == version
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("expectations:\n  conection_success: {}\n", "expectations.conection_success: unknown"),
+        ("expectations:\n  input: {max_nul_key_rate: 0.1}\n", "max_nul_key_rate: unknown"),
+        ("expectations:\n  input: {max_null_key_rate: 2}\n", "max_null_key_rate"),
+        ("expectations:\n  severity: {input.nope: warning}\n", "unknown expectation id"),
+        ("expectations:\n  severity: {input.keys_not_null: fatal}\n", "input.keys_not_null"),
+    ],
+)
+def test_unknown_suite_or_threshold_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, needle: str
+) -> None:
+    conf = tmp_path / "c.yaml"
+    conf.write_text(text)
+    code = main(["run", "--date", str(DAY), "--conf", str(conf)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()[-1:]) == 1
+
+
+def test_settings_for_the_day_bound_timestamps() -> None:
+    config = load_config(None, {"proxies": ["10.0.0.1"]})
+    window = DayWindow.for_day(DAY, config.link_params())
+    settings = config.expectations.settings(window, 5000)
+    assert settings.day_start == datetime(2026, 11, 1, tzinfo=UTC)
+    assert settings.day_last == datetime(2026, 11, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    assert replace(settings, tolerance_ms=1).tolerance_ms == 1
+
+
+def test_validate_rechecks_a_published_day_without_rewriting(
+    published: tuple[Config, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _config, root = published
+    version = DeltaTable(str(root / CURATED_TABLE)).version()
+    base = ["validate", "--date", str(DAY), "--curated", str(root), "--proxy", "10.20.0.5:8080"]
+    assert main(base) == 0
+    assert "of 16 expectations" in capsys.readouterr().out
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(
+        "expectations:\n  connection_success: {min_link_rate: 1.0}\n"
+        "  severity: {connection_success.link_rate_floor: critical}\n"
+    )
+    assert main([*base, "--conf", str(strict)]) == 1
+    assert "connection_success.link_rate_floor" in capsys.readouterr().err
+    assert DeltaTable(str(root / CURATED_TABLE)).version() == version
+    assert main(["validate", "--date", "2026-11-09", "--curated", str(root)]) == 3
