@@ -7,6 +7,8 @@ validation with its message, never a traceback: nothing is published on it.
 
 from __future__ import annotations
 
+import contextlib
+import html
 import logging
 import os
 import shutil
@@ -99,9 +101,50 @@ def validate(
     except Exception as exc:  # great-expectations raises many types; none may escape as a crash
         first = str(exc).splitlines()[0] if str(exc) else ""
         log.debug("great-expectations failed", exc_info=True)
-        return ValidationReport([], [], time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
-    pages = sorted((docs / "validations").glob(f"*/{run_name}/**/*.html"))
-    return ValidationReport(results, pages, time.perf_counter() - t0)
+        failed = ValidationReport(
+            [], [], time.perf_counter() - t0, f"{type(exc).__name__}: {first}"
+        )
+        with contextlib.suppress(OSError):
+            failed.pages = [write_summary(failed, docs, run_name)]
+        return failed
+    suite_pages = sorted((docs / "validations").glob(f"*/{run_name}/**/*.html"))
+    report = ValidationReport(results, suite_pages, time.perf_counter() - t0)
+    report.pages = [write_summary(report, docs, run_name), *suite_pages]
+    return report
+
+
+def write_summary(report: ValidationReport, docs: Path, run_name: str) -> Path:
+    """One page per run: every expectation's outcome, linking to great-expectations' pages."""
+    page = docs / "runs" / f"{run_name}.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    verdict = "passed" if report.passed else "FAILED: nothing was published"
+    rows = []
+    for r in report.results:
+        state = "ok" if r.success else ("FAILED" if r.severity == "critical" else "warning")
+        examples = ", ".join(html.escape(repr(v)) for v in r.unexpected[:5])
+        rows.append(
+            f"<tr class='{state.lower()}'><td>{r.suite}</td><td>{r.id}</td>"
+            f"<td>{html.escape(r.description)}</td><td>{r.severity}</td><td>{state}</td>"
+            f"<td>{html.escape(str(r.observed))}</td><td>{examples}</td></tr>"
+        )
+    links = "".join(
+        f"<li><a href='{os.path.relpath(p, page.parent)}'>{p.parent.parent.parent.name}</a></li>"
+        for p in report.pages
+    )
+    page.write_text(
+        f"""<!doctype html><html><head><meta charset="utf-8">
+<title>proxylink validation {run_name}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;text-align:left}}
+tr.failed{{background:#f8d0d0}}tr.warning{{background:#fff1c2}}</style></head><body>
+<h1>Validation of run {run_name}: {verdict}</h1>
+{f"<p>Error: {html.escape(report.error)}</p>" if report.error else ""}
+<table><tr><th>suite</th><th>id</th><th>expectation</th><th>severity</th><th>outcome</th>
+<th>observed</th><th>unexpected</th></tr>{"".join(rows)}</table>
+<h2>great-expectations Data Docs</h2><ul>{links}</ul></body></html>
+""",
+        encoding="utf-8",
+    )
+    return page
 
 
 def _run(

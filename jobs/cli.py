@@ -180,8 +180,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if report.validation is not None:
         for warning in report.validation.warnings:
             print(f"  warning: {warning.id}: {warning.description} (observed {warning.observed})")
-        for page in report.validation.pages:
-            print(f"  report:   {page}")
+        if report.validation.pages:
+            print(f"  report:   {report.validation.pages[0]}")
     for path, why in report.skipped_files:
         print(f"  skipped corrupt file {path}: {why}", file=sys.stderr)
     return EXIT_OK
@@ -194,8 +194,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if config.events is None:  # validating needs no input lake
         config = config.model_copy(update={"events": Path(".")})
     report = validate_published(config, args.date)
-    for page in report.pages:
-        print(f"  report:   {page}")
+    if report.pages:
+        print(f"  report:   {report.pages[0]}")
     if not report.passed:
         print(f"proxylink: error: {describe_failure(report)}", file=sys.stderr)
         return EXIT_VALIDATION

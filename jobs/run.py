@@ -297,7 +297,7 @@ def describe_failure(report: ValidationReport, examples: list[str] | None = None
         )
     lines.extend(examples or [])
     if report.pages:
-        lines.append(f"  report: {report.pages[0].parent.parent}")
+        lines.append(f"  report: {report.pages[0]}")
     return "\n".join(lines)
 
 
