@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -78,6 +79,21 @@ class ValidationReport:
             "results": [r.to_json() for r in self.results],
             "report_pages": [str(p) for p in self.pages],
         }
+
+
+def _import_gx() -> None:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import great_expectations
+        import great_expectations.expectations  # noqa: F401
+
+
+def preload() -> threading.Thread:
+    """Import great-expectations in the background (it takes seconds) while the run links."""
+    thread = threading.Thread(target=_import_gx, name="gx-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def _plain(value: Any) -> Any:
@@ -150,7 +166,7 @@ tr.failed{{background:#f8d0d0}}tr.warning{{background:#fff1c2}}</style></head><b
 def _run(
     profiles: dict[str, pl.DataFrame], settings: SuiteSettings, docs: Path, run_name: str
 ) -> list[CheckResult]:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    _import_gx()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import great_expectations as gx

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from expectations.profiles import curated_profile, example_filters, example_rows
 from expectations.runner import ValidationReport, validate
+from expectations.runner import preload as preload_expectations
 from expectations.suites import CURATED_SUITE, INPUT_SUITE
 from jobs import lake, publish
 from jobs.config import Config
@@ -122,6 +123,7 @@ def run_day(
     window = DayWindow.for_day(day, params)
     timer = _Timer(progress)
     log.info("run %s: building %s", run_id, day.isoformat())
+    preload_expectations()
 
     with timer.step("plan"):
         planned = plan_files(events_root, window, params)
