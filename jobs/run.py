@@ -275,8 +275,13 @@ def failure_examples(
         if failed.id in filters:
             examples = example_rows(rows, filters[failed.id])
             lines.append(f"  example rows for {failed.id}:")
-            lines.extend(f"    {row}" for row in examples.iter_rows(named=True))
+            for row in examples.iter_rows(named=True):
+                lines.append("    " + ", ".join(f"{k}={_show(v)}" for k, v in row.items()))
     return lines
+
+
+def _show(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def reports_dir(config: Config) -> Path:
