@@ -210,21 +210,7 @@ def test_failed_run_exits_1_prints_failures_and_keeps_table(
         "expectations:\n  connection_success: {min_link_rate: 1.0}\n"
         "  severity: {connection_success.link_rate_floor: critical}\n"
     )
-    code = main(
-        [
-            "run",
-            "--date",
-            str(DAY),
-            "--conf",
-            str(conf),
-            "--events",
-            str(config.events),
-            "--curated",
-            str(root),
-            "--proxy",
-            "10.20.0.5:8080",
-        ]
-    )
+    code = _run_with(config, conf)
     err = capsys.readouterr().err
     assert code == 1
     assert "connection_success.link_rate_floor" in err and "nothing was published" in err
@@ -232,6 +218,16 @@ def test_failed_run_exits_1_prints_failures_and_keeps_table(
     assert DeltaTable(str(root / CURATED_TABLE)).version() == version
     statuses = [m["status"] for m in map(_load, (root / "_manifests").rglob("*.json"))]
     assert sorted(statuses) == ["published", "validation_failed"]
+
+
+def _run_with(config: Config, conf: Path) -> int:
+    """The CLI run of the fixture's day, with an extra config file."""
+    return main(
+        [
+            *("run", "--date", str(DAY), "--conf", str(conf), "--events", str(config.events)),
+            *("--curated", str(config.curated), "--proxy", "10.20.0.5:8080"),
+        ]
+    )
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -244,21 +240,7 @@ def test_warnings_are_reported_and_publishing_goes_on(
     config, root = published
     conf = tmp_path / "floor.yaml"
     conf.write_text("expectations:\n  connection_success: {min_link_rate: 1.0}\n")
-    code = main(
-        [
-            "run",
-            "--date",
-            str(DAY),
-            "--conf",
-            str(conf),
-            "--events",
-            str(config.events),
-            "--curated",
-            str(root),
-            "--proxy",
-            "10.20.0.5:8080",
-        ]
-    )
+    code = _run_with(config, conf)
     out = capsys.readouterr().out
     assert code == 0
     assert "warning: connection_success.link_rate_floor" in out
