@@ -188,7 +188,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from jobs.run import describe_failure, validate_published
+    from jobs.gate import describe_failure, validate_published
 
     config = load_config(args.conf, _overrides(args))
     if config.events is None:  # validating needs no input lake

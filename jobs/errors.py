@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ProxylinkError(Exception):
     """An expected failure with a one-line message for humans."""
@@ -22,7 +24,13 @@ class InputError(ProxylinkError):
 
 
 class ValidationFailed(ProxylinkError):
+    """A critical expectation failed, or the validation could not run; `validation` says which."""
+
     exit_code = 1
+
+    def __init__(self, message: str, validation: Any = None) -> None:
+        super().__init__(message)
+        self.validation = validation
 
 
 class OutputError(ProxylinkError):

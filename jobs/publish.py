@@ -26,6 +26,9 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from jobs.errors import OutputError
 from transforms import schema as s
 
+CURATED_TABLE = "connection_success"
+REJECTS_TABLE = "rejects"
+
 
 @dataclass(frozen=True)
 class StagedFiles:

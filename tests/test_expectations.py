@@ -23,7 +23,9 @@ from jobs import publish
 from jobs.cli import main
 from jobs.config import Config, load_config
 from jobs.errors import ValidationFailed
-from jobs.run import CURATED_TABLE, REJECTS_TABLE, publish_gated, run_day
+from jobs.gate import publish_gated
+from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from jobs.run import run_day
 from transforms import schema as s
 from transforms.engine import DayOutput
 from transforms.params import DayWindow

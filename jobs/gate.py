@@ -1,0 +1,162 @@
+"""The expectations gate between a run's staged files and their publication.
+
+A run publishes only if no critical expectation fails on what it staged; `proxylink validate`
+re-runs the same suites on a published day.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from expectations.profiles import curated_profile, example_filters, example_rows
+from expectations.runner import ValidationReport, validate
+from expectations.suites import CURATED_SUITE, INPUT_SUITE
+from jobs import publish
+from jobs.config import Config
+from jobs.errors import InputError, ValidationFailed
+from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from jobs.timing import Timer
+from transforms import schema as s
+from transforms.engine import DayOutput
+from transforms.params import DayWindow
+
+
+def publish_gated(
+    config: Config,
+    window: DayWindow,
+    run_id: str,
+    staged: publish.Staged,
+    out: DayOutput[pl.LazyFrame],
+    timer: Timer | None = None,
+) -> tuple[ValidationReport, dict[str, int]]:
+    """Validate the staged files and commit them only if no critical expectation fails.
+
+    On a critical failure the staged files are removed, the tables keep their current version
+    and ValidationFailed (exit code 1) says which expectations failed, with example rows.
+    """
+    timer = timer or Timer(None)
+    with timer.step("validate"):
+        validation = validate_staged(config, window, run_id, staged, out)
+    if not validation.passed:
+        examples = failure_examples(config, window, validation, staged)
+        staged.discard()
+        raise ValidationFailed(describe_failure(validation, examples), validation)
+    with timer.step("publish"):
+        return validation, staged.commit()
+
+
+def validate_staged(
+    config: Config,
+    window: DayWindow,
+    run_id: str,
+    staged: publish.Staged,
+    out: DayOutput[pl.LazyFrame],
+) -> ValidationReport:
+    """Run both suites on what this run is about to publish."""
+    params = config.link_params()
+    (curated_path,) = staged.files(CURATED_TABLE)
+    rejects_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in staged.files(REJECTS_TABLE))
+    staged_rows = pl.scan_parquet(curated_path)
+    link_rate = float(out.link_stats.get("link_rate_devices_with_evidence", 0.0))
+    profiles = {
+        INPUT_SUITE: out.input_profile,
+        CURATED_SUITE: curated_profile(
+            staged_rows, params.proxies, out.counts, rejects_rows, link_rate
+        ),
+    }
+    settings = config.expectations.settings(window, params.tolerance_ms)
+    return validate(profiles, settings, reports_dir(config), run_id)
+
+
+def failure_examples(
+    config: Config, window: DayWindow, validation: ValidationReport, staged: publish.Staged
+) -> list[str]:
+    """A few staged rows for each failed row-level check, formatted for the error message."""
+    params = config.link_params()
+    settings = config.expectations.settings(window, params.tolerance_ms)
+    filters = example_filters(settings, params.proxies)
+    rows = pl.scan_parquet(staged.files(CURATED_TABLE))
+    lines: list[str] = []
+    for failed in validation.critical_failures:
+        if failed.id in filters:
+            examples = example_rows(rows, filters[failed.id])
+            lines.append(f"  example rows for {failed.id}:")
+            for row in examples.iter_rows(named=True):
+                lines.append("    " + ", ".join(f"{k}={_show(v)}" for k, v in row.items()))
+    return lines
+
+
+def _show(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def reports_dir(config: Config) -> Path:
+    """The known folder of the Data Docs: `<curated>/_reports/validation/`."""
+    _, curated_root = config.require_paths()
+    return curated_root / "_reports" / "validation"
+
+
+def describe_failure(report: ValidationReport, examples: list[str] | None = None) -> str:
+    """The one-paragraph message a failed validation ends with."""
+    if report.error is not None:
+        return f"validation could not run ({report.error}); nothing was published"
+    lines = ["critical expectations failed; nothing was published:"]
+    for r in report.critical_failures:
+        shown = ", ".join(repr(v) for v in r.unexpected[:3])
+        lines.append(
+            f"  {r.id}: {r.description} (observed {r.observed}"
+            + (f"; e.g. {shown}" if shown else "")
+            + ")"
+        )
+    lines.extend(examples or [])
+    if report.pages:
+        lines.append(f"  report: {report.pages[0]}")
+    return "\n".join(lines)
+
+
+def latest_published_manifest(curated_root: Path, day: date) -> dict[str, Any]:
+    """The manifest of the run that published day D last."""
+    folder = curated_root / "_manifests" / f"date={day.isoformat()}"
+    found = []
+    for path in folder.glob("*.json"):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("status") == "published":
+            found.append((manifest.get("finished_at", ""), manifest))
+    if not found:
+        raise InputError(f"no published run for {day.isoformat()} under {curated_root}")
+    return max(found, key=lambda item: item[0])[1]
+
+
+def validate_published(config: Config, day: date, now: datetime | None = None) -> ValidationReport:
+    """Re-run both suites on the published partition D, without rewriting anything.
+
+    The input suite uses the input profile its publishing run recorded; the curated suite is
+    computed afresh from the table, read through the Delta log.
+    """
+    _, curated_root = config.require_paths()
+    manifest = latest_published_manifest(curated_root, day)
+    params = config.link_params()
+    window = DayWindow.for_day(day, params)
+    table = curated_root / CURATED_TABLE
+    date_filter = pl.col(s.PARTITION_DATE) == day
+    try:
+        rows = pl.scan_delta(str(table)).filter(date_filter).drop(s.PARTITION_DATE)
+        rejects = pl.scan_delta(str(curated_root / REJECTS_TABLE)).filter(date_filter)
+        rejects_rows = rejects.select(pl.len()).collect().item()
+    except Exception as exc:
+        raise InputError(f"cannot read the published tables under {curated_root}: {exc}") from None
+    counts = manifest["counts"]
+    link_rate = float(manifest["link_stats"].get("link_rate_devices_with_evidence", 0.0))
+    profiles = {
+        INPUT_SUITE: pl.DataFrame(manifest["input_profile"]),
+        CURATED_SUITE: curated_profile(rows, params.proxies, counts, rejects_rows, link_rate),
+    }
+    settings = config.expectations.settings(window, params.tolerance_ms)
+    run_name = "validate-" + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return validate(profiles, settings, reports_dir(config), run_name)
