@@ -11,12 +11,21 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from jobs.config import load_config
-from jobs.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EXIT_VALIDATION, ProxylinkError
+from jobs import logs
+from jobs.config import Config, load_config
+from jobs.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VALIDATION,
+    ConfigError,
+    ProxylinkError,
+)
+from jobs.nightly import DayOutcome
 from jobs.plan import parse_day
 from jobs.run import RunReport
 from transforms.params import parse_proxy
@@ -54,6 +63,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count_or_zero(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
@@ -63,6 +78,9 @@ def _count(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="proxylink", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log lines on stderr"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sample = sub.add_parser("sample", help="write a generated sample lake with ground truth")
@@ -75,28 +93,55 @@ def build_parser() -> argparse.ArgumentParser:
         "--connections-per-device", type=_count, default=120, help="mean per device per day"
     )
 
-    run = sub.add_parser("run", help="build and publish the curated tables for one day")
-    run.add_argument("--date", type=_day, required=True, help="the UTC day to build")
-    run.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
-    run.add_argument("--events", type=Path, help="root of the DeviceNetworkEvents table")
-    run.add_argument("--curated", type=Path, help="root under which curated tables live")
-    run.add_argument(
+    common = _Parser(add_help=False)
+    common.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
+    common.add_argument("--events", type=Path, help="root of the DeviceNetworkEvents table")
+    common.add_argument("--curated", type=Path, help="root under which curated tables live")
+    common.add_argument(
         "--proxy",
         action="append",
         type=_proxy,
         metavar="IP[:PORT]|CIDR[:PORT]",
         help="a proxy; repeat for more (replaces the config's list)",
     )
-    run.add_argument("--tolerance", type=_positive, metavar="SECONDS", help="link tolerance")
-    run.add_argument("--engine", choices=["polars"], help="transform engine")
+    common.add_argument("--tolerance", type=_positive, metavar="SECONDS", help="link tolerance")
+    common.add_argument("--engine", choices=["polars"], help="transform engine")
+    building = _Parser(add_help=False)
+    building.add_argument(
+        "--force", action="store_true", help="rebuild days whose input did not change"
+    )
+
+    run = sub.add_parser(
+        "run", parents=[common, building], help="build and publish day D (default: yesterday)"
+    )
+    run.add_argument("--date", type=_day, help="the UTC day to build (default: yesterday, UTC)")
+    run.add_argument(
+        "--lookback",
+        type=_count_or_zero,
+        help="also rebuild the N days before, for late files (default: nightly.lookback_days)",
+    )
+
+    backfill = sub.add_parser(
+        "backfill", parents=[common, building], help="build a range of days, resumably"
+    )
+    backfill.add_argument("--from", dest="first", type=_day, required=True)
+    backfill.add_argument("--to", dest="last", type=_day, required=True)
+
+    status = sub.add_parser("status", parents=[common], help="what is published, per day")
+    status.add_argument("--from", dest="first", type=_day)
+    status.add_argument("--to", dest="last", type=_day)
+
+    maintain = sub.add_parser(
+        "maintain", parents=[common], help="compact small files and vacuum old ones"
+    )
+    maintain.add_argument("--dry-run", action="store_true", help="list what vacuum would delete")
+
     check = sub.add_parser(
-        "validate", help="re-validate a published day without rewriting it (exit 1 on failure)"
+        "validate",
+        parents=[common],
+        help="re-validate a published day without rewriting it (exit 1 on failure)",
     )
     check.add_argument("--date", type=_day, required=True, help="the published UTC day")
-    check.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
-    check.add_argument("--curated", type=Path, help="root under which curated tables live")
-    check.add_argument("--proxy", action="append", type=_proxy, metavar="IP[:PORT]|CIDR[:PORT]")
-    check.add_argument("--tolerance", type=_positive, metavar="SECONDS")
     return parser
 
 
@@ -139,52 +184,164 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from jobs.run import run_day
-
-    config = load_config(args.conf, _overrides(args))
-    print(f"proxylink run {args.date.isoformat()} (engine {config.engine})", file=sys.stderr)
-    t0 = time.perf_counter()
-    report = run_day(config, args.date, progress=_progress)
+def _summary(report: RunReport, seconds: float) -> str:
     c = report.counts
-    print(
-        "\n".join(
-            [
-                f"published {report.day.isoformat()} in {time.perf_counter() - t0:.1f}s "
-                f"(run {report.run_id})",
-                f"  rows read for the day   {c['rows_in_day']:>12,}",
-                f"  curated connections     {c['curated']:>12,}",
-                f"    proxy legs            {c['legs']:>12,}",
-                f"      linked by socket    {c['method_socket']:>12,}",
-                f"      linked by process   {c['method_process']:>12,}",
-                f"      unlinked            {c['method_unlinked']:>12,}"
-                f"  ({c['unlinked_ambiguous']:,} ambiguous)",
-                f"    evidence only         {c['method_evidence_only']:>12,}",
-                f"    direct                {c['method_direct']:>12,}",
-                f"  evidence folded         {c['evidence_folded']:>12,}",
-                f"  duplicates dropped      {c['duplicate']:>12,}",
-                f"  rejected                {c['rejected']:>12,}"
-                + (
-                    "  (" + ", ".join(f"{k} {v:,}" for k, v in report.reject_reasons.items()) + ")"
-                    if report.reject_reasons
-                    else ""
-                ),
-                f"  other rows (not used)   {c['not_connection'] + c['inspection_unmatched']:>12,}",
-                _validation_line(report),
-                f"  table:    {report.tables['connection_success']}",
-                f"  rejects:  {report.tables['rejects']}",
-                f"  manifest: {report.manifest}",
-            ]
+    if report.status == "skipped":
+        return (
+            f"skipped {report.day.isoformat()}: input unchanged since run "
+            f"{report.skipped_because} (use --force to rebuild)"
         )
-    )
+    lines = [
+        f"published {report.day.isoformat()} in {seconds:.1f}s (run {report.run_id})",
+        f"  rows read for the day   {c['rows_in_day']:>12,}",
+        f"  curated connections     {c['curated']:>12,}",
+        f"    proxy legs            {c['legs']:>12,}",
+        f"      linked by socket    {c['method_socket']:>12,}",
+        f"      linked by process   {c['method_process']:>12,}",
+        f"      unlinked            {c['method_unlinked']:>12,}"
+        f"  ({c['unlinked_ambiguous']:,} ambiguous)",
+        f"    evidence only         {c['method_evidence_only']:>12,}",
+        f"    direct                {c['method_direct']:>12,}",
+        f"  evidence folded         {c['evidence_folded']:>12,}",
+        f"  duplicates dropped      {c['duplicate']:>12,}",
+        f"  rejected                {c['rejected']:>12,}"
+        + (
+            "  (" + ", ".join(f"{k} {v:,}" for k, v in report.reject_reasons.items()) + ")"
+            if report.reject_reasons
+            else ""
+        ),
+        f"  other rows (not used)   {c['not_connection'] + c['inspection_unmatched']:>12,}",
+        _validation_line(report),
+        f"  table:    {report.tables['connection_success']}",
+        f"  rejects:  {report.tables['rejects']}",
+        f"  manifest: {report.manifest}",
+    ]
     if report.validation is not None:
         for warning in report.validation.warnings:
-            print(f"  warning: {warning.id}: {warning.description} (observed {warning.observed})")
+            lines.append(
+                f"  warning: {warning.id}: {warning.description} (observed {warning.observed})"
+            )
         if report.validation.pages:
-            print(f"  report:   {report.validation.pages[0]}")
+            lines.append(f"  report:   {report.validation.pages[0]}")
     for path, why in report.skipped_files:
-        print(f"  skipped corrupt file {path}: {why}", file=sys.stderr)
+        lines.append(f"  skipped corrupt file {path}: {why}")
+    return "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from jobs.nightly import build_days, exit_code, yesterday
+
+    config = load_config(args.conf, _overrides(args))
+    day = args.date or yesterday(datetime.now(UTC))
+    lookback = config.nightly.lookback_days if args.lookback is None else args.lookback
+    days = [day - timedelta(days=n) for n in range(lookback, -1, -1)]
+    print(
+        f"proxylink run {', '.join(d.isoformat() for d in days)} (engine {config.engine})",
+        file=sys.stderr,
+    )
+
+    def show(_: int, outcome: DayOutcome) -> None:
+        if outcome.report is not None:
+            print(_summary(outcome.report, outcome.seconds), flush=True)
+        else:
+            print(
+                f"proxylink: error: {outcome.day.isoformat()}: {outcome.message}", file=sys.stderr
+            )
+
+    outcomes = build_days(config, days, force=args.force, on_day=show, progress=_progress)
+    return exit_code(outcomes)
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = round(width * done / total) if total else width
+    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from jobs.nightly import build_days, days_between, exit_code
+
+    if args.last < args.first:
+        raise ConfigError(f"--to {args.last} is before --from {args.first}")
+    config = load_config(args.conf, _overrides(args))
+    days = days_between(args.first, args.last)
+
+    def show(i: int, outcome: DayOutcome) -> None:
+        print(
+            f"\r{_bar(i + 1, len(days))} {outcome.day.isoformat()} {outcome.outcome}",
+            end="\n" if i + 1 == len(days) else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    print(_bar(0, len(days)), end="", file=sys.stderr, flush=True)
+    outcomes = build_days(config, days, force=args.force, on_day=show)
+    print(f"{'date':<12} {'outcome':<18} {'seconds':>8}  detail")
+    for o in outcomes:
+        detail = (
+            o.message.splitlines()[0]
+            if o.message
+            else (
+                f"run {o.report.run_id}"
+                if o.report and o.outcome == "published"
+                else f"unchanged since run {o.report.skipped_because}"
+                if o.report
+                else ""
+            )
+        )
+        print(f"{o.day.isoformat():<12} {o.outcome:<18} {o.seconds:>8.1f}  {detail}")
+    failed = sum(o.exit_code != EXIT_OK for o in outcomes)
+    print(f"{len(outcomes)} days: {len(outcomes) - failed} ok, {failed} failed")
+    return exit_code(outcomes)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from jobs.nightly import days_between
+    from jobs.status import day_status, known_days
+
+    config = _lenient_config(args)
+    _, root = config.require_paths()
+    if args.first or args.last:
+        days = days_between(args.first or args.last, args.last or args.first)
+    else:
+        days = known_days(root)
+    print(
+        f"{'date':<12} {'last run':<18} {'published at':<26} {'rows':>10} {'link rate':>9}  "
+        f"{'validation':<22} {'fingerprint':<17} input changed"
+    )
+    for day in days:
+        st = day_status(config, day)
+        rate = f"{st.link_rate:.4f}" if st.link_rate is not None else "-"
+        rows = f"{st.rows:,}" if st.rows is not None else "-"
+        print(
+            f"{day.isoformat():<12} {st.last_run:<18} {st.published_at or '-':<26} {rows:>10} "
+            f"{rate:>9}  {st.validation or '-':<22} {st.fingerprint or '-':<17} {st.input_changed}"
+        )
     return EXIT_OK
+
+
+def _cmd_maintain(args: argparse.Namespace) -> int:
+    from jobs.maintain import maintain
+    from jobs.run import new_run_id
+
+    config = _lenient_config(args)
+    done = maintain(config, "maintain-" + new_run_id(datetime.now(UTC)), dry_run=args.dry_run)
+    for t in done:
+        verb = "would vacuum" if args.dry_run else "vacuumed"
+        print(
+            f"{t.table}: compacted {t.files_removed} files into {t.files_added}, "
+            f"{verb} {t.vacuumed} files, version {t.version}"
+        )
+    return EXIT_OK
+
+
+def _lenient_config(args: argparse.Namespace) -> Config:
+    """Commands that only read the curated tables need no events path or proxies."""
+    config = load_config(args.conf, _overrides(args))
+    if config.events is None:
+        config = config.model_copy(update={"events": Path(".")})
+    if not config.proxies:
+        config = config.model_copy(update={"proxies": ("0.0.0.0/32",)})
+    return config
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -218,12 +375,15 @@ def _validation_line(report: RunReport) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    handlers = {"sample": _cmd_sample, "run": _cmd_run, "validate": _cmd_validate}
+    logs.setup(args.log_format, args.debug)
+    handlers = {
+        "sample": _cmd_sample,
+        "run": _cmd_run,
+        "backfill": _cmd_backfill,
+        "status": _cmd_status,
+        "maintain": _cmd_maintain,
+        "validate": _cmd_validate,
+    }
     try:
         return handlers[args.command](args)
     except ProxylinkError as exc:

@@ -71,6 +71,21 @@ class ExpectationsConf(_Strict):
         )
 
 
+class LockConf(_Strict):
+    """What a run does when another run holds the curated root: wait this long, then exit 4."""
+
+    wait_seconds: float = Field(0.0, ge=0, le=86400)
+
+
+class NightlyConf(_Strict):
+    lookback_days: int = Field(0, ge=0, le=366)  # also rebuild the N days before, for late files
+
+
+class MaintenanceConf(_Strict):
+    retention_hours: float = Field(168.0, ge=0)  # vacuum keeps files newer than this
+    target_file_mb: int = Field(128, ge=1, le=4096)  # compaction's target file size
+
+
 class Config(_Strict):
     """Everything a run needs. Relative paths are taken from the working directory."""
 
@@ -81,6 +96,9 @@ class Config(_Strict):
     link: LinkConf = LinkConf()
     input: InputConf = InputConf()
     expectations: ExpectationsConf = ExpectationsConf()
+    lock: LockConf = LockConf()
+    nightly: NightlyConf = NightlyConf()
+    maintenance: MaintenanceConf = MaintenanceConf()
 
     @field_validator("proxies", mode="before")
     @classmethod

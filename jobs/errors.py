@@ -33,6 +33,12 @@ class ValidationFailed(ProxylinkError):
         self.validation = validation
 
 
+class LockHeld(ProxylinkError):
+    """Another run holds the curated root's lock."""
+
+    exit_code = 4
+
+
 class OutputError(ProxylinkError):
     """The curated root cannot be written; published data is left as it was."""
 

@@ -120,17 +120,24 @@ def describe_failure(report: ValidationReport, examples: list[str] | None = None
     return "\n".join(lines)
 
 
-def latest_published_manifest(curated_root: Path, day: date) -> dict[str, Any]:
-    """The manifest of the run that published day D last."""
+def day_manifests(curated_root: Path, day: date) -> list[dict[str, Any]]:
+    """Every run manifest of day D, oldest first."""
     folder = curated_root / "_manifests" / f"date={day.isoformat()}"
-    found = []
-    for path in folder.glob("*.json"):
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("status") == "published":
-            found.append((manifest.get("finished_at", ""), manifest))
-    if not found:
+    found = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")]
+    return sorted(found, key=lambda m: m.get("finished_at", ""))
+
+
+def last_published(curated_root: Path, day: date) -> dict[str, Any] | None:
+    """The manifest of the run that published day D last, if any."""
+    published = [m for m in day_manifests(curated_root, day) if m.get("status") == "published"]
+    return published[-1] if published else None
+
+
+def latest_published_manifest(curated_root: Path, day: date) -> dict[str, Any]:
+    found = last_published(curated_root, day)
+    if found is None:
         raise InputError(f"no published run for {day.isoformat()} under {curated_root}")
-    return max(found, key=lambda item: item[0])[1]
+    return found
 
 
 def validate_published(config: Config, day: date, now: datetime | None = None) -> ValidationReport:

@@ -5,6 +5,8 @@ This module owns the side effects of a run (files, clock, run id); the transform
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,7 +23,9 @@ from expectations.runner import preload as preload_expectations
 from jobs import lake, publish
 from jobs.config import Config
 from jobs.errors import ValidationFailed
-from jobs.gate import publish_gated
+from jobs.gate import last_published, publish_gated
+from jobs.lock import curated_lock
+from jobs.logs import run_context
 from jobs.manifest import manifest_path, versions, write_manifest
 from jobs.plan import PlannedFile, plan_files
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
@@ -49,6 +53,7 @@ class RunReport:
     durations: dict[str, float] = field(default_factory=dict)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     validation: ValidationReport | None = None
+    skipped_because: str | None = None  # the run whose publish made this one unnecessary
 
 
 def new_run_id(now: datetime) -> str:
@@ -77,12 +82,42 @@ def _read_and_build(
             scan.skipped.append((str(exc.file.path), exc.why))
 
 
+def fingerprint(planned: list[PlannedFile], config: Config) -> str:
+    """What day D's output depends on: the input files (path, size, modification time) and the
+    settings that change the rows. Equal fingerprints mean a rebuild would publish the same."""
+    params = config.link_params()
+    basis = {
+        "files": sorted((str(f.path), f.size, f.mtime_ns) for f in planned),
+        "proxies": sorted(str(p) for p in params.proxies),
+        "tolerance_ms": params.tolerance_ms,
+        "clock_skew_ms": params.clock_skew_ms,
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run_day(
     config: Config,
     day: date,
     *,
+    force: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     progress: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Build day D under the curated root's lock; see `_run_locked`."""
+    _, curated_root = config.require_paths()
+    run_id = new_run_id(now())
+    with curated_lock(curated_root, config.lock.wait_seconds, run_id), run_context(run_id):
+        return _run_locked(config, day, run_id, force=force, now=now, progress=progress)
+
+
+def _run_locked(
+    config: Config,
+    day: date,
+    run_id: str,
+    *,
+    force: bool,
+    now: Callable[[], datetime],
+    progress: Callable[[str], None] | None,
 ) -> RunReport:
     """Build, validate and publish day D; raise a ProxylinkError subclass on expected failure.
 
@@ -92,14 +127,28 @@ def run_day(
     events_root, curated_root = config.require_paths()
     params = config.link_params()
     started = now()
-    run_id = new_run_id(started)
     window = DayWindow.for_day(day, params)
     timer = Timer(progress)
     log.info("run %s: building %s", run_id, day.isoformat())
-    preload_expectations()
 
     with timer.step("plan"):
         planned = plan_files(events_root, window, params)
+    print_ = fingerprint(planned, config)
+    last = last_published(curated_root, day)
+    if not force and last is not None and last.get("fingerprint") == print_:
+        log.info("run %s: %s unchanged since run %s, skipped", run_id, day, last["run_id"])
+        return RunReport(
+            run_id=run_id,
+            day=day,
+            status="skipped",
+            counts=last["counts"],
+            reject_reasons=last["reject_reasons"],
+            link_stats=last["link_stats"],
+            tables={CURATED_TABLE: str(curated_root / CURATED_TABLE)},
+            manifest=manifest_path(curated_root, day.isoformat(), last["run_id"]),
+            skipped_because=last["run_id"],
+        )
+    preload_expectations()
     with timer.step("link"):
         scan, out = _read_and_build(planned, window, params, config.input.on_corrupt_file)
     curated_table = curated_root / CURATED_TABLE
@@ -146,6 +195,7 @@ def run_day(
         "run_id": run_id,
         "date": day.isoformat(),
         "status": report.status,
+        "fingerprint": print_,
         "engine": config.engine,
         "started_at": started.isoformat(),
         "finished_at": now().isoformat(),

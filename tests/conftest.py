@@ -56,7 +56,7 @@ def build(tmp_path: Path, engine: str) -> Callable[..., Built]:
                 "link": {"tolerance_seconds": tolerance},
             },
         )
-        report = run_day(config, day)
+        report = run_day(config, day, force=True)
         table = pl.read_delta(str(out / "connection_success"))
         table = table.filter(pl.col("date") == day)
         return table.sort("Timestamp", "ReportId"), report

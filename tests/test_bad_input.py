@@ -120,7 +120,7 @@ def test_date_with_no_partitions(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert code == 3
     assert error_lines(err) == [
-        f"proxylink: error: no partitions for 2026-11-05 under {events} "
+        f"proxylink: error: 2026-11-05: no partitions for 2026-11-05 under {events} "
         f"(expected {events}/date=2026-11-05/)"
     ]
 

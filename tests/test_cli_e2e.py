@@ -45,6 +45,7 @@ def test_run_publishes_and_reruns_identically(lake: Path) -> None:
         str(lake / "lake" / "DeviceNetworkEvents"),
         "--curated",
         str(lake / "curated"),
+        "--force",
     ]
     first = cli(*args)
     assert first.returncode == 0, first.stderr

@@ -227,7 +227,7 @@ def _run_with(config: Config, conf: Path) -> int:
     return main(
         [
             *("run", "--date", str(DAY), "--conf", str(conf), "--events", str(config.events)),
-            *("--curated", str(config.curated), "--proxy", "10.20.0.5:8080"),
+            *("--curated", str(config.curated), "--proxy", "10.20.0.5:8080", "--force"),
         ]
     )
 

@@ -1,0 +1,62 @@
+"""What a scheduler operator asks: which days are published, how they looked, and whether their
+input changed since (so a rebuild would publish something different)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from jobs.config import Config
+from jobs.errors import InputError
+from jobs.gate import day_manifests, last_published
+from jobs.plan import plan_files
+from jobs.run import fingerprint
+from transforms.params import DayWindow
+
+
+@dataclass(frozen=True)
+class DayStatus:
+    day: date
+    last_run: str  # status of the newest run: published, skipped, validation_failed, or none
+    published_at: str | None
+    rows: int | None
+    link_rate: float | None
+    validation: str | None
+    fingerprint: str | None
+    input_changed: str  # yes, no, or unknown (events not reachable)
+
+
+def known_days(curated_root: Path) -> list[date]:
+    folder = curated_root / "_manifests"
+    if not folder.is_dir():
+        return []
+    return sorted(date.fromisoformat(p.name[5:]) for p in folder.glob("date=*") if p.is_dir())
+
+
+def day_status(config: Config, day: date) -> DayStatus:
+    _, curated_root = config.require_paths()
+    runs = day_manifests(curated_root, day)
+    pub = last_published(curated_root, day)
+    changed = "unknown"
+    if pub is not None and config.events is not None:
+        params = config.link_params()
+        try:
+            planned = plan_files(config.events, DayWindow.for_day(day, params), params)
+            changed = "no" if fingerprint(planned, config) == pub.get("fingerprint") else "yes"
+        except InputError:
+            changed = "yes (input gone)"
+    validation = None
+    if pub is not None:
+        v = pub.get("validation", {})
+        validation = "passed" + (f", {len(v['warnings'])} warning(s)" if v.get("warnings") else "")
+    return DayStatus(
+        day=day,
+        last_run=runs[-1]["status"] if runs else "none",
+        published_at=pub.get("finished_at") if pub else None,
+        rows=pub["counts"].get("curated") if pub else None,
+        link_rate=pub["link_stats"].get("link_rate_devices_with_evidence") if pub else None,
+        validation=validation,
+        fingerprint=pub.get("fingerprint") if pub else None,
+        input_changed=changed if pub else "-",
+    )
