@@ -27,6 +27,7 @@ from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
 from transforms.polars_engine.normalise import (
     FILE,
     HOME_DAY,
+    PART_END,
     PART_START,
     REASON,
     REJECT,
@@ -311,9 +312,11 @@ def input_profile(
     bad_value = reasons.str.starts_with("bad_") & ~reasons.is_in(
         ["bad_LocalPort", "bad_RemotePort"]
     )
+    ts = pl.col(s.TIMESTAMP)
+    outside_hour = (ts < pl.col(PART_START)) | (ts >= pl.col(PART_END))
     per_file = (
         own.group_by(FILE)
-        .len("rows")
+        .agg(pl.len().alias("rows"), outside_hour.sum().alias("outside_hour"))
         .collect()
         .join(
             events.group_by(FILE).agg(
@@ -340,4 +343,8 @@ def input_profile(
             for c in ("null_key", "bad_value", "bad_port", "outside_partition")
         ],
         pl.col("unknown").alias("unknown_action_types"),
+        # Rows outside their partition's hour but within the clock skew: absorbed by the margins.
+        (pl.col("outside_hour") - pl.col("outside_partition").fill_null(0))
+        .clip(0)
+        .alias("skewed_rows"),
     )

@@ -34,11 +34,14 @@ class PolarsEngine:
         valid = events.lazy().filter(pl.col(assemble.FATE) == assemble.OK)
         result = link.link(valid, window, params)
         decisions = assemble.decide(events, result, window)
+        profile = assemble.input_profile(events, raw, list(files), window)
+        counts = assemble.fate_counts(decisions)
+        counts["skewed_rows"] = int(profile["skewed_rows"].sum())
         return DayOutput(
             curated=assemble.curated_rows(raw, decisions, window),
             rejects=assemble.rejected_rows(raw, decisions, list(files), window),
-            counts=assemble.fate_counts(decisions),
+            counts=counts,
             reject_reasons=assemble.reject_reasons(decisions),
             link_stats=assemble.link_stats(decisions),
-            input_profile=assemble.input_profile(events, raw, list(files), window),
+            input_profile=profile,
         )
