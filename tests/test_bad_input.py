@@ -258,3 +258,22 @@ def test_missing_settings_are_named(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert code == 2
     assert "no curated path" in err
+
+
+def test_additional_fields_stored_as_an_object_is_read_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    df = frame([leg(0, 50001), http_row(10, "obj.example.com", 50001)])
+    as_struct = df.with_columns(
+        pl.col(s.ADDITIONAL_FIELDS).str.json_decode(
+            pl.Struct(
+                {"direction": pl.String, "host": pl.String, "method": pl.String, "uri": pl.String}
+            )
+        )
+    )
+    events = write_lake(tmp_path, as_struct)
+    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    assert code == 0
+    cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
+    assert cur[s.REMOTE_URL].to_list() == ["obj.example.com"]
+    assert cur[s.EVIDENCE_SOURCE].to_list() == ["HttpConnectionInspected"]
