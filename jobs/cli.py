@@ -28,6 +28,7 @@ from jobs.errors import (
 from jobs.nightly import DayOutcome
 from jobs.plan import parse_day
 from jobs.run import RunReport
+from transforms.engine import ENGINES, EngineUnavailable
 from transforms.params import parse_proxy
 
 log = logging.getLogger("proxylink")
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a proxy; repeat for more (replaces the config's list)",
     )
     common.add_argument("--tolerance", type=_positive, metavar="SECONDS", help="link tolerance")
-    common.add_argument("--engine", choices=["polars"], help="transform engine")
+    common.add_argument("--engine", choices=list(ENGINES), help="transform engine")
     building = _Parser(add_help=False)
     building.add_argument(
         "--force", action="store_true", help="rebuild days whose input did not change"
@@ -389,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProxylinkError as exc:
         print(f"proxylink: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except EngineUnavailable as exc:
+        print(f"proxylink: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("proxylink: interrupted", file=sys.stderr)
         return 130

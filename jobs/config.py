@@ -86,10 +86,27 @@ class MaintenanceConf(_Strict):
     target_file_mb: int = Field(128, ge=1, le=4096)  # compaction's target file size
 
 
+class SparkConf(_Strict):
+    """The Spark session of `engine: spark`; `options` takes any `spark.*` setting."""
+
+    master: str | None = "local[*]"  # None: let spark-submit decide
+    app_name: str = "proxylink"
+    options: dict[str, str] = Field(default_factory=dict)
+    checkpoint_dir: str | None = None  # reliable storage on a cluster
+
+    @field_validator("options")
+    @classmethod
+    def _spark_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if not k.startswith("spark."))
+        if bad:
+            raise ValueError(f"not a spark.* setting: {', '.join(bad)}")
+        return value
+
+
 class Config(_Strict):
     """Everything a run needs. Relative paths are taken from the working directory."""
 
-    engine: Literal["polars"] = "polars"
+    engine: Literal["polars", "spark"] = "polars"
     events: Path | None = None
     curated: Path | None = None
     proxies: tuple[str, ...] = ()
@@ -99,6 +116,7 @@ class Config(_Strict):
     lock: LockConf = LockConf()
     nightly: NightlyConf = NightlyConf()
     maintenance: MaintenanceConf = MaintenanceConf()
+    spark: SparkConf = SparkConf()
 
     @field_validator("proxies", mode="before")
     @classmethod

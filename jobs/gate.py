@@ -51,6 +51,21 @@ def publish_gated(
         return validation, staged.commit()
 
 
+# What the curated profile reads, for a day that staged no file at all.
+_EMPTY_SCHEMA: dict[str, pl.DataType] = {
+    s.DEVICE_ID: pl.String(),
+    s.TIMESTAMP: pl.Datetime("us", "UTC"),
+    s.REPORT_ID: pl.Int64(),
+    s.ACTION_TYPE: pl.String(),
+    s.LINK_METHOD: pl.String(),
+    s.IS_PROXIED: pl.Boolean(),
+    s.PROXY_IP: pl.String(),
+    s.PROXY_PORT: pl.Int32(),
+    s.REMOTE_URL: pl.String(),
+    s.LINK_DELTA_MS: pl.Int64(),
+}
+
+
 def validate_staged(
     config: Config,
     window: DayWindow,
@@ -60,9 +75,11 @@ def validate_staged(
 ) -> ValidationReport:
     """Run both suites on what this run is about to publish."""
     params = config.link_params()
-    (curated_path,) = staged.files(CURATED_TABLE)
+    curated_paths = staged.files(CURATED_TABLE)
     rejects_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in staged.files(REJECTS_TABLE))
-    staged_rows = pl.scan_parquet(curated_path)
+    staged_rows = (
+        pl.scan_parquet(curated_paths) if curated_paths else pl.LazyFrame(schema=_EMPTY_SCHEMA)
+    )
     link_rate = float(out.link_stats.get("link_rate_devices_with_evidence", 0.0))
     profiles = {
         INPUT_SUITE: out.input_profile,

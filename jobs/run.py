@@ -12,16 +12,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from expectations.runner import ValidationReport
 from expectations.runner import preload as preload_expectations
-from jobs import lake, publish
+from jobs import publish
 from jobs.config import Config
+from jobs.engines import runner_for
 from jobs.errors import ValidationFailed
 from jobs.gate import last_published, publish_gated
 from jobs.lock import curated_lock
@@ -31,9 +29,7 @@ from jobs.plan import PlannedFile, plan_files
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.timing import Timer
 from transforms import schema as s
-from transforms.engine import DayOutput
-from transforms.params import DayWindow, LinkParams
-from transforms.polars_engine.engine import PolarsEngine
+from transforms.params import DayWindow
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +54,6 @@ class RunReport:
 
 def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
-def _build(scan: lake.LakeScan, window: DayWindow, params: LinkParams) -> DayOutput[pl.LazyFrame]:
-    engine = PolarsEngine()
-    return engine.build_day(scan.frame, window, params, scan.names)
-
-
-def _read_and_build(
-    planned: list[PlannedFile], window: DayWindow, params: LinkParams, on_corrupt: str
-) -> tuple[lake.LakeScan, DayOutput[pl.LazyFrame]]:
-    """Scan and build; in skip mode a file whose data pages fail is dropped and the day rebuilt."""
-    files = list(planned)
-    while True:
-        scan = lake.scan_lake(files, on_corrupt)
-        try:
-            return scan, lake.guarded(scan.files, partial(_build, scan, window, params))
-        except lake.UnreadableFile as exc:
-            if on_corrupt != "skip":
-                raise
-            log.warning("skipping unreadable file %s: %s", exc.file.path, exc.why)
-            files = [f for f in files if f.path != exc.file.path]
-            scan.skipped.append((str(exc.file.path), exc.why))
 
 
 def fingerprint(planned: list[PlannedFile], config: Config) -> str:
@@ -149,30 +123,17 @@ def _run_locked(
             skipped_because=last["run_id"],
         )
     preload_expectations()
+    runner = runner_for(config)
     with timer.step("link"):
-        scan, out = _read_and_build(planned, window, params, config.input.on_corrupt_file)
-    curated_table = curated_root / CURATED_TABLE
-    rejects_table = curated_root / REJECTS_TABLE
+        built = runner.build(planned, window, params, config.input.on_corrupt_file)
+    out = built.out
+    tables = {
+        CURATED_TABLE: curated_root / CURATED_TABLE,
+        REJECTS_TABLE: curated_root / REJECTS_TABLE,
+    }
     with timer.step("write"):
-        curated_path = publish.new_data_path(curated_table, day, run_id)
-        rejects_path = publish.new_data_path(rejects_table, day, run_id)
-        lake.guarded(
-            scan.files,
-            lambda: out.curated.drop(s.PARTITION_DATE).sink_parquet(
-                curated_path, compression="zstd", statistics=True
-            ),
-        )
-        lake.guarded(
-            scan.files,
-            lambda: out.rejects.drop(s.PARTITION_DATE).sink_parquet(rejects_path),
-        )
-    staged = publish.Staged(
-        {
-            CURATED_TABLE: (curated_table, [curated_path]),
-            REJECTS_TABLE: (rejects_table, [rejects_path]),
-        },
-        day,
-    )
+        written = runner.stage(built, tables, day, run_id)
+    staged = publish.Staged({name: (tables[name], written[name]) for name in tables}, day)
     failure: ValidationFailed | None = None
     try:
         validation, versions_published = publish_gated(config, window, run_id, staged, out, timer)
@@ -185,10 +146,10 @@ def _run_locked(
         counts=out.counts,
         reject_reasons=out.reject_reasons,
         link_stats=out.link_stats,
-        tables={CURATED_TABLE: str(curated_table), REJECTS_TABLE: str(rejects_table)},
+        tables={name: str(path) for name, path in tables.items()},
         manifest=manifest_path(curated_root, day.isoformat(), run_id),
         durations=timer.durations,
-        skipped_files=scan.skipped,
+        skipped_files=built.skipped,
         validation=validation,
     )
     manifest = {
@@ -206,7 +167,7 @@ def _run_locked(
             "context_end": window.context_end.isoformat(),
         },
         "inputs": [_input_entry(f) for f in planned],
-        "skipped_files": [{"path": p, "why": w} for p, w in scan.skipped],
+        "skipped_files": [{"path": p, "why": w} for p, w in built.skipped],
         "counts": out.counts,
         "reconciliation": reconcile(out.counts),
         "reject_reasons": out.reject_reasons,

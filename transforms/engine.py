@@ -45,4 +45,4 @@ class EngineUnavailable(RuntimeError):
     """The requested engine cannot run here; the message says what to install or change."""
 
 
-ENGINES = ("polars",)
+ENGINES = ("polars", "spark")
