@@ -1,0 +1,17 @@
+"""Entry point for `spark-submit`: the proxylink CLI inside the driver spark-submit starts.
+
+    spark-submit [cluster options] jobs/spark_entry.py run --conf spark-cluster.yaml --date D
+
+Set `spark.master: null` in that config so the master and resources come from spark-submit.
+The transforms use the DataFrame API only, so executors run no Python: only the driver needs
+proxylink and its dependencies installed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jobs.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
