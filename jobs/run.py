@@ -122,7 +122,9 @@ def _run_locked(
             manifest=manifest_path(curated_root, day.isoformat(), last["run_id"]),
             skipped_because=last["run_id"],
         )
-    preload_expectations()
+    if config.engine == "polars":
+        # great-expectations imports pyspark when present: never race the Spark engine's import.
+        preload_expectations()
     runner = runner_for(config)
     with timer.step("link"):
         built = runner.build(planned, window, params, config.input.on_corrupt_file)
