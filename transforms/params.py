@@ -34,6 +34,43 @@ class ProxyRule:
         return f"[{host}]:{self.port}" if net.version == 6 else f"{host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class ProxyMatch:
+    """The proxy rules split the way both engines test them.
+
+    Single addresses compare the text as exported (plain or IPv4-mapped), which avoids rewriting
+    every row's address; only networks need the address as a number.
+    """
+
+    any_port: tuple[str, ...]  # spellings of addresses where any port counts
+    with_port: tuple[tuple[tuple[str, ...], int], ...]  # (spellings, port)
+    ranges: tuple[tuple[int, int, int | None], ...]  # IPv4 (first, last, port or None)
+
+    @classmethod
+    def of(cls, proxies: tuple[ProxyRule, ...]) -> ProxyMatch:
+        any_port: list[str] = []
+        with_port: list[tuple[tuple[str, ...], int]] = []
+        ranges: list[tuple[int, int, int | None]] = []
+        for rule in proxies:
+            net = rule.net
+            if not rule.is_single_address:
+                assert isinstance(net, ipaddress.IPv4Network)  # parse_proxy refuses IPv6 nets
+                ranges.append((int(net.network_address), int(net.broadcast_address), rule.port))
+            elif rule.port is None:
+                any_port.extend(spellings(rule))
+            else:
+                with_port.append((spellings(rule), rule.port))
+        return cls(tuple(any_port), tuple(with_port), tuple(ranges))
+
+
+def spellings(rule: ProxyRule) -> tuple[str, ...]:
+    """The texts one proxy address appears as in exports: plain and IPv4-mapped."""
+    addr = str(rule.net.network_address)
+    if rule.net.version == 4:
+        return (addr, f"::ffff:{addr}", f"::FFFF:{addr}")
+    return (addr, addr.upper())
+
+
 def parse_proxy(text: str) -> ProxyRule:
     """Parse `IP`, `IP:PORT`, `CIDR`, `CIDR:PORT` or `[IPv6]:PORT`; raise ValueError with why."""
     raw = text.strip()

@@ -6,12 +6,10 @@ that the curated rows can be assembled from the full rows afterwards.
 
 from __future__ import annotations
 
-import ipaddress
-
 import polars as pl
 
 from transforms import schema as s
-from transforms.params import LinkParams, ProxyRule
+from transforms.params import LinkParams, ProxyMatch, ProxyRule
 from transforms.polars_engine.normalise import (
     AF_HOST,
     AF_METHOD,
@@ -93,14 +91,6 @@ def normalise_ip(expr: pl.Expr) -> pl.Expr:
     return expr.str.strip_chars().str.to_lowercase().str.replace(r"^::ffff:", "")
 
 
-def _spellings(rule: ProxyRule) -> list[str]:
-    """The texts one proxy address appears as in exports: plain and IPv4-mapped."""
-    addr = str(rule.net.network_address)
-    if rule.net.version == 4:
-        return [addr, f"::ffff:{addr}", f"::FFFF:{addr}"]
-    return [addr, addr.upper()]
-
-
 def _ipv4_int(expr: pl.Expr) -> pl.Expr:
     parts = expr.str.split_exact(".", 3)
     octets = [parts.struct.field(f"field_{i}").cast(pl.Int64, strict=False) for i in range(4)]
@@ -110,29 +100,18 @@ def _ipv4_int(expr: pl.Expr) -> pl.Expr:
 
 
 def proxy_match(ip: pl.Expr, port: pl.Expr, proxies: tuple[ProxyRule, ...]) -> pl.Expr:
-    """True where (ip, port) is a configured proxy; never null.
-
-    Single addresses compare the text as exported (plain or IPv4-mapped), which avoids
-    rewriting every row's address; only networks need the address as a number.
-    """
+    """True where (ip, port) is a configured proxy; never null."""
+    plan = ProxyMatch.of(proxies)
     conds: list[pl.Expr] = []
-    any_port = [t for r in proxies if r.is_single_address and r.port is None for t in _spellings(r)]
-    if any_port:
-        conds.append(ip.is_in(any_port))
-    for rule in proxies:
-        if rule.is_single_address and rule.port is not None:
-            conds.append(ip.is_in(_spellings(rule)) & (port == rule.port))
-    networks = [r for r in proxies if not r.is_single_address]
-    if networks:
+    if plan.any_port:
+        conds.append(ip.is_in(plan.any_port))
+    for texts, rule_port in plan.with_port:
+        conds.append(ip.is_in(texts) & (port == rule_port))
+    if plan.ranges:
         as_int = _ipv4_int(normalise_ip(ip))
-        for rule in networks:
-            net = rule.net
-            assert isinstance(net, ipaddress.IPv4Network)
-            lo, hi = int(net.network_address), int(net.broadcast_address)
+        for lo, hi, range_port in plan.ranges:
             cond = as_int.is_between(lo, hi)
-            if rule.port is not None:
-                cond = cond & (port == rule.port)
-            conds.append(cond)
+            conds.append(cond if range_port is None else cond & (port == range_port))
     if not conds:
         return pl.lit(False)
     return pl.any_horizontal(conds).fill_null(False)

@@ -6,13 +6,11 @@ keeps the strings (`DeviceId`, `RemoteIP`, the domain), which compare the same w
 
 from __future__ import annotations
 
-import ipaddress
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from transforms import schema as s
-from transforms.params import LinkParams, ProxyRule
+from transforms.params import LinkParams, ProxyMatch, ProxyRule
 from transforms.polars_engine.classify import (
     DIRECT,
     DOMAIN,
@@ -26,7 +24,6 @@ from transforms.polars_engine.classify import (
     SSL,
     TARGET_PORT,
     TO_PROXY,
-    _spellings,
 )
 from transforms.polars_engine.normalise import (
     AF_HOST,
@@ -113,24 +110,17 @@ def _ipv4_int(ip: Column) -> Column:
 
 def proxy_match(ip: Column, port: Column, proxies: tuple[ProxyRule, ...]) -> Column:
     """True where (ip, port) is a configured proxy; never null."""
+    plan = ProxyMatch.of(proxies)
     conds: list[Column] = []
-    any_port = [t for r in proxies if r.is_single_address and r.port is None for t in _spellings(r)]
-    if any_port:
-        conds.append(ip.isin(any_port))
-    for rule in proxies:
-        if rule.is_single_address and rule.port is not None:
-            conds.append(ip.isin(_spellings(rule)) & (port == rule.port))
-    networks = [r for r in proxies if not r.is_single_address]
-    if networks:
+    if plan.any_port:
+        conds.append(ip.isin(list(plan.any_port)))
+    for texts, rule_port in plan.with_port:
+        conds.append(ip.isin(list(texts)) & (port == rule_port))
+    if plan.ranges:
         as_int = _ipv4_int(normalise_ip(ip))
-        for rule in networks:
-            net = rule.net
-            assert isinstance(net, ipaddress.IPv4Network)
-            lo, hi = int(net.network_address), int(net.broadcast_address)
+        for lo, hi, range_port in plan.ranges:
             cond = as_int.between(lo, hi)
-            if rule.port is not None:
-                cond = cond & (port == rule.port)
-            conds.append(cond)
+            conds.append(cond if range_port is None else cond & (port == range_port))
     if not conds:
         return F.lit(False)
     matched = conds[0]
