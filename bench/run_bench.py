@@ -1,12 +1,18 @@
 """Benchmark `proxylink run` against a hand-written DuckDB baseline on a day of ~7M events.
 
-Each run is a separate child process, so its wall time and peak RSS (from `os.wait4`) are its
-whole cost: interpreter start, planning, reading, linking and writing (for proxylink also the
-Delta commit and the manifest). The contenders alternate so that a warm page cache or a busy
-neighbour favours neither.
+Each run is a separate child process, so its wall time and peak memory are its whole cost:
+interpreter start, planning, reading, linking and writing (for proxylink also the validation,
+the Delta commit and the manifest). Peak memory is the larger of `os.wait4`'s ru_maxrss and the
+peak summed RSS of the child's process tree, sampled every 0.2 s, because the Spark engine's
+JVM is a grandchild whose memory ru_maxrss does not see. The contenders alternate within each
+repeat so that a warm page cache or a busy neighbour favours none.
+
+The Spark engine (`proxylink run --engine spark`, local[*]) is about twenty times slower on
+this machine, so by default it runs in the first repeat only (`--spark-repeats`), paired with
+that repeat's polars run; `--spark-repeats 0` leaves it out.
 
     .venv/bin/python bench/run_bench.py [--devices 4000] [--connections-per-device N]
-                                        [--repeats 3] [--keep]
+                                        [--repeats 3] [--spark-repeats 1] [--keep]
 
 Results go to stdout and to bench/.data/last-bench.json.
 """
@@ -21,10 +27,12 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -45,7 +53,8 @@ PROXIES = ("10.20.0.5:8080", "10.20.0.6:3128")
 # about 7.0M events for 4,000 devices.
 DEFAULT_CPD = 600
 LAKE_DONE = ".complete"
-CONTENDERS = ("proxylink", "duckdb")
+CONTENDERS = ("proxylink", "duckdb", "spark")
+SPARK_CONF = ROOT / "conf" / "spark.yaml"
 METHODS = ("socket", "process", "unlinked", "evidence_only", "direct")
 
 
@@ -89,19 +98,64 @@ def parquet_rows(paths: Sequence[Path]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
 
 
-def measure(cmd: list[str], workdir: Path) -> tuple[float, float, int]:
-    """Run `cmd` as a child; return (wall s, peak RSS MB, exit code).
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
-    `os.wait4` gives the child's own resource usage; ru_maxrss is in KiB on Linux.
+
+def _tree_rss_kb(root: int) -> int:
+    """Summed RSS of `root` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * PAGE_KB
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class TreeSampler(threading.Thread):
+    """Samples the peak summed RSS of a process tree until stopped."""
+
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s, self.peak_kb = pid, every_s, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.peak_kb = max(self.peak_kb, _tree_rss_kb(self.pid))
+            self.done.wait(self.every_s)
+
+
+def measure(cmd: list[str], workdir: Path) -> tuple[float, float, int]:
+    """Run `cmd` as a child; return (wall s, peak memory MB, exit code).
+
+    `os.wait4` gives the child's own peak (ru_maxrss, KiB on Linux); the sampler adds what its
+    descendants (the Spark JVM) hold at the same time.
     """
     with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        sampler.done.set()
+        sampler.join()
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # already reaped: keep Popen from waiting again
-    return wall, usage.ru_maxrss / 1024, code
+    return wall, max(usage.ru_maxrss, sampler.peak_kb) / 1024, code
 
 
 def stderr_tail(workdir: Path, lines: int = 25) -> str:
@@ -109,17 +163,20 @@ def stderr_tail(workdir: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def run_proxylink(lake: Path, workdir: Path, repeat: int) -> Run:
+def run_proxylink(lake: Path, workdir: Path, repeat: int, engine: str = "polars") -> Run:
     """`proxylink run` for the day into a fresh curated root; counts from its manifest."""
+    name = "proxylink" if engine == "polars" else engine
     curated = workdir / "curated"
     cmd = [str(Path(sys.executable).parent / "proxylink"), "run", "--date", DAY.isoformat()]
+    if engine == "spark":
+        cmd += ["--conf", str(SPARK_CONF), "--engine", "spark"]
     cmd += ["--events", str(lake / "DeviceNetworkEvents"), "--curated", str(curated)]
     for proxy in PROXIES:
         cmd += ["--proxy", proxy]
     wall, rss, code = measure(cmd, workdir)
-    run = Run("proxylink", repeat, round(wall, 3), round(rss, 1), code)
+    run = Run(name, repeat, round(wall, 3), round(rss, 1), code)
     if code != 0:
-        raise ContenderFailed(f"proxylink exited {code}:\n{stderr_tail(workdir)}")
+        raise ContenderFailed(f"{name} exited {code}:\n{stderr_tail(workdir)}")
     manifests = sorted((curated / "_manifests" / f"date={DAY.isoformat()}").glob("*.json"))
     if not manifests:
         raise ContenderFailed(f"proxylink wrote no manifest under {curated / '_manifests'}")
@@ -158,7 +215,7 @@ def median_run(runs: list[Run]) -> Run:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("polars", "duckdb", "pyarrow", "deltalake"):
+    for pkg in ("polars", "duckdb", "pyarrow", "deltalake", "pyspark"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -166,58 +223,93 @@ def versions() -> dict[str, str]:
     return out
 
 
-def summarise(runs: list[Run]) -> dict[str, dict[str, float]]:
-    summary: dict[str, dict[str, float]] = {}
-    for name in CONTENDERS:
-        mine = [r for r in runs if r.contender == name]
-        summary[name] = {
-            "median_wall_s": round(statistics.median(r.wall_s for r in mine), 3),
-            "median_peak_rss_mb": round(statistics.median(r.peak_rss_mb for r in mine), 1),
-        }
-    p, d = summary["proxylink"], summary["duckdb"]
-    # Each repeat runs both contenders back to back, so the ratio within a repeat is less
-    # exposed to a neighbour's load than the ratio of medians taken over the whole session.
+def _ratio(runs: list[Run], over: str, under: str) -> dict[str, Any]:
+    """`over`/`under` as a ratio of medians and paired within each repeat both ran in.
+
+    Runs of one repeat are back to back, so the paired ratio is less exposed to a neighbour's
+    load than the ratio of medians taken over the whole session.
+    """
+    mine = {n: [r for r in runs if r.contender == n] for n in (over, under)}
+    med = {
+        n: (statistics.median(r.wall_s for r in rs), statistics.median(r.peak_rss_mb for r in rs))
+        for n, rs in mine.items()
+    }
     by_repeat = {(r.contender, r.repeat): r.wall_s for r in runs}
     paired = [
-        by_repeat[("proxylink", i)] / by_repeat[("duckdb", i)]
-        for i in sorted({r.repeat for r in runs})
+        by_repeat[(over, i)] / by_repeat[(under, i)]
+        for i in sorted({r.repeat for r in mine[over]})
+        if (under, i) in by_repeat
     ]
-    summary["ratio_proxylink_over_duckdb"] = {
-        "wall": round(p["median_wall_s"] / d["median_wall_s"], 3),
-        "peak_rss": round(p["median_peak_rss_mb"] / d["median_peak_rss_mb"], 3),
+    return {
+        "wall": round(med[over][0] / med[under][0], 3),
+        "peak_rss": round(med[over][1] / med[under][1], 3),
         "wall_median_of_paired": round(statistics.median(paired), 3),
         "wall_paired": [round(x, 3) for x in paired],
     }
+
+
+def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    summary: dict[str, dict[str, Any]] = {}
+    present = [n for n in CONTENDERS if any(r.contender == n for r in runs)]
+    for name in present:
+        mine = [r for r in runs if r.contender == name]
+        summary[name] = {
+            "runs": len(mine),
+            "median_wall_s": round(statistics.median(r.wall_s for r in mine), 3),
+            "median_peak_rss_mb": round(statistics.median(r.peak_rss_mb for r in mine), 1),
+        }
+    summary["ratio_proxylink_over_duckdb"] = _ratio(runs, "proxylink", "duckdb")
+    if "spark" in present:
+        summary["ratio_spark_over_polars"] = _ratio(runs, "spark", "proxylink")
     return summary
 
 
-def print_report(runs: list[Run], summary: dict[str, dict[str, float]]) -> None:
+def print_report(runs: list[Run], summary: dict[str, dict[str, Any]], lake_events: int) -> None:
+    present = [n for n in CONTENDERS if n in summary]
     print()
-    print(f"{'contender':<12}{'median wall s':>15}{'median peak RSS MB':>20}   runs (wall s)")
-    for name in CONTENDERS:
+    print(f"{'contender':<12}{'median wall s':>15}{'median peak MB':>16}   runs (wall s)")
+    for name in present:
         walls = ", ".join(f"{r.wall_s:.1f}" for r in runs if r.contender == name)
         s = summary[name]
-        print(f"{name:<12}{s['median_wall_s']:>15.2f}{s['median_peak_rss_mb']:>20.0f}   {walls}")
-    ratio = summary["ratio_proxylink_over_duckdb"]
-    paired = ", ".join(f"{x:.2f}" for x in ratio["wall_paired"])
-    print(f"{'ratio p/d':<12}{ratio['wall']:>15.2f}{ratio['peak_rss']:>20.2f}   paired: {paired}")
+        print(f"{name:<12}{s['median_wall_s']:>15.2f}{s['median_peak_rss_mb']:>16.0f}   {walls}")
+    for key, label in (
+        ("ratio_proxylink_over_duckdb", "proxylink / duckdb"),
+        ("ratio_spark_over_polars", "spark / polars"),
+    ):
+        if key in summary:
+            ratio = summary[key]
+            paired = ", ".join(f"{x:.2f}" for x in ratio["wall_paired"])
+            print(
+                f"ratio {label}: wall {ratio['wall']:.2f} (paired: {paired}), "
+                f"peak memory {ratio['peak_rss']:.2f}"
+            )
+    if "spark" in summary:
+        cores = os.cpu_count() or 1
+        per_core = lake_events / (summary["spark"]["median_wall_s"] * cores)
+        print(
+            f"spark throughput: {per_core:,.0f} events per core-second "
+            f"({lake_events:,} planned events, {cores} cores, whole run incl. JVM start)"
+        )
 
-    mid = median_run([r for r in runs if r.contender == "proxylink"])
-    print(f"\nproxylink steps (median run, repeat {mid.repeat}, wall {mid.wall_s:.2f}s):")
-    for step, secs in mid.durations_s.items():
-        print(f"  {step:<10}{secs:>8.2f}s")
-    rest = mid.wall_s - sum(mid.durations_s.values())
-    print(f"  {'(outside)':<10}{rest:>8.2f}s  start-up, config, manifest, exit")
+    for name in ("proxylink", "spark"):
+        if name not in summary:
+            continue
+        mid = median_run([r for r in runs if r.contender == name])
+        print(f"\n{name} steps (median run, repeat {mid.repeat}, wall {mid.wall_s:.2f}s):")
+        for step, secs in mid.durations_s.items():
+            print(f"  {step:<10}{secs:>8.2f}s")
+        rest = mid.wall_s - sum(mid.durations_s.values())
+        print(f"  {'(outside)':<10}{rest:>8.2f}s  start-up, config, manifest, exit")
 
-    last = {name: [r for r in runs if r.contender == name][-1] for name in CONTENDERS}
-    print(f"\n{'rows of the day':<22}{'proxylink':>12}{'duckdb':>12}")
-    print(f"{'curated rows':<22}{last['proxylink'].rows:>12,}{last['duckdb'].rows:>12,}")
+    last = {name: [r for r in runs if r.contender == name][-1] for name in present}
+    print(f"\n{'rows of the day':<22}" + "".join(f"{n:>12}" for n in present))
+    print(f"{'curated rows':<22}" + "".join(f"{last[n].rows:>12,}" for n in present))
     for m in METHODS:
-        print(f"{'  ' + m:<22}{last['proxylink'].methods[m]:>12,}{last['duckdb'].methods[m]:>12,}")
+        print(f"{'  ' + m:<22}" + "".join(f"{last[n].methods[m]:>12,}" for n in present))
     linked = {n: r.methods["socket"] + r.methods["process"] for n, r in last.items()}
     legs = {n: linked[n] + r.methods["unlinked"] for n, r in last.items()}
-    print(f"{'legs':<22}{legs['proxylink']:>12,}{legs['duckdb']:>12,}")
-    print(f"{'legs linked':<22}{linked['proxylink']:>12,}{linked['duckdb']:>12,}")
+    print(f"{'legs':<22}" + "".join(f"{legs[n]:>12,}" for n in present))
+    print(f"{'legs linked':<22}" + "".join(f"{linked[n]:>12,}" for n in present))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,10 +318,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections-per-device", type=int, default=DEFAULT_CPD)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--spark-repeats",
+        type=int,
+        default=1,
+        help="how many of the first repeats also run the Spark engine (0: none)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep every run's output")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if not 0 <= args.spark_repeats <= args.repeats:
+        parser.error("--spark-repeats must be between 0 and --repeats")
 
     lake = ensure_lake(args.devices, args.connections_per_device, args.seed)
     events = lake / "DeviceNetworkEvents"
@@ -244,11 +344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs_dir = DATA / "runs"
     shutil.rmtree(runs_dir, ignore_errors=True)
-    contenders = {"proxylink": run_proxylink, "duckdb": run_duckdb}
+    contenders: dict[str, Callable[[Path, Path, int], Run]] = {
+        "proxylink": run_proxylink,
+        "duckdb": run_duckdb,
+        "spark": partial(run_proxylink, engine="spark"),
+    }
     runs: list[Run] = []
     try:
         for repeat in range(1, args.repeats + 1):
             for name in CONTENDERS:
+                if name == "spark" and repeat > args.spark_repeats:
+                    continue
                 workdir = runs_dir / f"{name}-{repeat}"
                 workdir.mkdir(parents=True)
                 print(f"run {repeat}/{args.repeats} {name:<10}", end="", flush=True)
@@ -262,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     summary = summarise(runs)
-    print_report(runs, summary)
+    print_report(runs, summary, planned_rows)
     result: dict[str, Any] = {
         "day": DAY.isoformat(),
         "lake": str(lake),
@@ -277,9 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "versions": versions(),
         "summary": summary,
-        "proxylink_median_durations_s": median_run(
-            [r for r in runs if r.contender == "proxylink"]
-        ).durations_s,
+        "median_durations_s": {
+            name: median_run([r for r in runs if r.contender == name]).durations_s
+            for name in ("proxylink", "spark")
+            if name in summary
+        },
         "runs": [asdict(r) for r in runs],
     }
     out = DATA / "last-bench.json"
