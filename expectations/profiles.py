@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from expectations.suites import HOSTNAME, SuiteSettings
+from transforms import aggregates as a
 from transforms import schema as s
 from transforms.params import ProxyRule
 from transforms.polars_engine.classify import proxy_match
@@ -102,3 +103,87 @@ def example_rows(staged: pl.LazyFrame, breaks: pl.Expr, limit: int = 3) -> pl.Da
     """A few staged rows that break a check, for the error message."""
     shown = [s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID, *GROUP_COLUMNS, s.LINK_DELTA_MS]
     return staged.filter(breaks.fill_null(False)).select(shown).head(limit).collect()
+
+
+def _key_ok(column: str) -> pl.Expr:
+    return pl.col(column).is_not_null() & ~pl.col(column).is_duplicated()
+
+
+def _with_constants(profile: pl.DataFrame, constants: Mapping[str, object]) -> pl.DataFrame:
+    """Constant columns for the table-level checks; an empty table still gets one row."""
+    if profile.is_empty():
+        profile = pl.DataFrame([{c: None for c in profile.columns}], schema=profile.schema)
+    return profile.with_columns(pl.lit(v).alias(k) for k, v in constants.items())
+
+
+def domain_daily_profile(
+    staged: pl.LazyFrame, settings: SuiteSettings, curated_rows_with_url: int
+) -> pl.DataFrame:
+    """The staged domain_daily rows (one per domain: small) with a verdict per row rule."""
+    url, reg = pl.col(s.REMOTE_URL), pl.col(a.REGISTERED_DOMAIN)
+    conns, devices = pl.col(a.CONNECTIONS), pl.col(a.DEVICES)
+    proxied = pl.col(a.PROXIED_CONNECTIONS)
+    share_ok = (pl.col(a.PROXIED_SHARE) - proxied / conns).abs() < 1e-9
+    first, last = pl.col(a.FIRST_SEEN), pl.col(a.LAST_SEEN)
+    frame = staged.select(
+        s.REMOTE_URL,
+        a.REGISTERED_DOMAIN,
+        a.CONNECTIONS,
+        url.str.contains(HOSTNAME).alias("hostname_ok"),
+        _key_ok(s.REMOTE_URL).alias("key_ok"),
+        (reg.is_null() | (url == reg) | url.str.ends_with(pl.lit(".") + reg))
+        .fill_null(False)
+        .alias("registered_ok"),
+        ((devices >= 1) & (devices <= conns) & (proxied >= 0) & (proxied <= conns) & share_ok)
+        .fill_null(False)
+        .alias("counts_ok"),
+        ((first <= last) & (first >= settings.day_start) & (last <= settings.day_last))
+        .fill_null(False)
+        .alias("seen_ok"),
+    ).collect()
+    return _with_constants(
+        frame,
+        {
+            "sum_connections": int(frame[a.CONNECTIONS].sum() or 0),
+            "curated_rows_with_url": curated_rows_with_url,
+        },
+    )
+
+
+def proxy_coverage_profile(staged: pl.LazyFrame, curated_rows: int, legs: int) -> pl.DataFrame:
+    """The staged proxy_coverage rows (one per device) with a verdict per row rule."""
+    legs_col = pl.col(a.PROXY_LEGS)
+    linked = pl.col(a.LINKED_SOCKET) + pl.col(a.LINKED_PROCESS)
+    rate = pl.col(a.LINK_RATE)
+    rate_ok = (
+        pl.when(legs_col > 0)
+        .then((rate - linked / legs_col).abs() < 1e-9)
+        .otherwise(rate.is_null())
+    )
+    evidence = pl.col(a.EVIDENCE_EVENTS)
+    expected = (
+        pl.when(evidence > 0)
+        .then(pl.lit(a.STATUS_PROTECTED))
+        .when(legs_col > 0)
+        .then(pl.lit(a.STATUS_BLIND))
+        .otherwise(pl.lit(a.STATUS_DIRECT_ONLY))
+    )
+    frame = staged.select(
+        s.DEVICE_ID,
+        a.STATUS,
+        a.CONNECTIONS,
+        a.PROXY_LEGS,
+        _key_ok(s.DEVICE_ID).alias("key_ok"),
+        ((legs_col == linked + pl.col(a.UNLINKED)) & rate_ok).fill_null(False).alias("legs_ok"),
+        (pl.col(a.STATUS) == expected).fill_null(False).alias("status_ok"),
+    ).collect()
+    with_legs = frame.filter(pl.col(a.PROXY_LEGS) > 0).height
+    blind = frame.filter(pl.col(a.STATUS) == a.STATUS_BLIND).height
+    totals_ok = (
+        int(frame[a.CONNECTIONS].sum() or 0) == curated_rows
+        and int(frame[a.PROXY_LEGS].sum() or 0) == legs
+    )
+    return _with_constants(
+        frame,
+        {"totals_ok": totals_ok, "blind_share": blind / with_legs if with_legs else 0.0},
+    )

@@ -1,4 +1,5 @@
-"""The expectation suites, built in code: one on the input partition, one on connection_success.
+"""The expectation suites, built in code: the input partition, connection_success and the two
+summary tables (domain_daily, proxy_coverage).
 
 Every expectation has a stable id (used in config overrides, the manifest and error messages)
 and a severity: `critical` blocks publishing, `warning` is only reported. Thresholds come from
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from transforms import aggregates as a
 from transforms import schema as s
 
 Severity = Literal["critical", "warning"]
@@ -19,7 +21,9 @@ HOSTNAME = r"^[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_\-]*[a
 
 INPUT_SUITE = "input"
 CURATED_SUITE = "connection_success"
-SUITES = (INPUT_SUITE, CURATED_SUITE)
+DOMAIN_SUITE = a.DOMAIN_DAILY_TABLE
+COVERAGE_SUITE = a.PROXY_COVERAGE_TABLE
+SUITES = (INPUT_SUITE, CURATED_SUITE, DOMAIN_SUITE, COVERAGE_SUITE)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class CuratedThresholds:
 
 
 @dataclass(frozen=True)
+class CoverageThresholds:
+    max_blind_share: float = 0.5  # of the devices with proxy legs (warning)
+
+
+@dataclass(frozen=True)
 class SuiteSettings:
     """Everything the suites depend on for one day."""
 
@@ -47,6 +56,7 @@ class SuiteSettings:
     tolerance_ms: int
     input: InputThresholds = InputThresholds()
     curated: CuratedThresholds = CuratedThresholds()
+    coverage: CoverageThresholds = CoverageThresholds()
     severity: Mapping[str, Severity] = field(default_factory=dict)
 
 
@@ -189,7 +199,101 @@ def _curated_checks() -> list[Check]:
     ]
 
 
-CHECKS: dict[str, list[Check]] = {INPUT_SUITE: _input_checks(), CURATED_SUITE: _curated_checks()}
+def _pair_equal(a_col: str, b_col: str) -> Callable[[Any, SuiteSettings], Any]:
+    return lambda E, cfg: E.ExpectColumnPairValuesToBeEqual(column_A=a_col, column_B=b_col)
+
+
+def _all_true(column: str) -> Callable[[Any, SuiteSettings], Any]:
+    return lambda E, cfg: E.ExpectColumnValuesToBeInSet(column=column, value_set=[True])
+
+
+def _domain_checks() -> list[Check]:
+    return [
+        Check(
+            "domain_daily.remote_url_unique",
+            "one row per RemoteUrl, never null",
+            "critical",
+            _all_true("key_ok"),
+        ),
+        Check(
+            "domain_daily.remote_url_hostname",
+            "RemoteUrl is a well-formed lower-case host name",
+            "critical",
+            _all_true("hostname_ok"),
+        ),
+        Check(
+            "domain_daily.registered_domain_is_suffix",
+            "RegisteredDomain is RemoteUrl itself or a dot-separated suffix of it",
+            "critical",
+            _all_true("registered_ok"),
+        ),
+        Check(
+            "domain_daily.counts_consistent",
+            "1 <= Devices <= Connections, ProxiedConnections <= Connections, ProxiedShare = "
+            "ProxiedConnections / Connections",
+            "critical",
+            _all_true("counts_ok"),
+        ),
+        Check(
+            "domain_daily.seen_within_day",
+            "FirstSeen <= LastSeen, both within day D",
+            "critical",
+            _all_true("seen_ok"),
+        ),
+        Check(
+            "domain_daily.connections_match_curated",
+            "Connections add up to the curated rows that name a RemoteUrl",
+            "critical",
+            _pair_equal("sum_connections", "curated_rows_with_url"),
+        ),
+    ]
+
+
+def _coverage_checks() -> list[Check]:
+    return [
+        Check(
+            "proxy_coverage.device_unique",
+            "one row per DeviceId, never null",
+            "critical",
+            _all_true("key_ok"),
+        ),
+        Check(
+            "proxy_coverage.legs_add_up",
+            "ProxyLegs = LinkedSocket + LinkedProcess + Unlinked, and LinkRate is their linked "
+            "share",
+            "critical",
+            _all_true("legs_ok"),
+        ),
+        Check(
+            "proxy_coverage.status_follows_evidence",
+            "Status is protected with evidence, blind with proxy legs and no evidence, "
+            "direct-only otherwise",
+            "critical",
+            _all_true("status_ok"),
+        ),
+        Check(
+            "proxy_coverage.connections_match_curated",
+            "Connections add up to the curated rows, ProxyLegs to the legs",
+            "critical",
+            _all_true("totals_ok"),
+        ),
+        Check(
+            "proxy_coverage.blind_share",
+            "at most the configured share of devices with proxy legs is blind",
+            "warning",
+            lambda E, cfg: E.ExpectColumnMaxToBeBetween(
+                column="blind_share", max_value=cfg.coverage.max_blind_share
+            ),
+        ),
+    ]
+
+
+CHECKS: dict[str, list[Check]] = {
+    INPUT_SUITE: _input_checks(),
+    CURATED_SUITE: _curated_checks(),
+    DOMAIN_SUITE: _domain_checks(),
+    COVERAGE_SUITE: _coverage_checks(),
+}
 CHECK_IDS = tuple(c.id for checks in CHECKS.values() for c in checks)
 
 

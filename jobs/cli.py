@@ -215,6 +215,11 @@ def _summary(report: RunReport, seconds: float) -> str:
         _validation_line(report),
         f"  table:    {report.tables['connection_success']}",
         f"  rejects:  {report.tables['rejects']}",
+        *[
+            f"  summary:  {report.tables[name]}"
+            for name in ("domain_daily", "proxy_coverage")
+            if name in report.tables
+        ],
         f"  manifest: {report.manifest}",
     ]
     if report.validation is not None:

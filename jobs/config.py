@@ -12,7 +12,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from expectations.suites import CuratedThresholds, InputThresholds, SuiteSettings
+from expectations.suites import (
+    CoverageThresholds,
+    CuratedThresholds,
+    InputThresholds,
+    SuiteSettings,
+)
 from jobs.errors import ConfigError
 from transforms.params import DayWindow, LinkParams, parse_proxy
 
@@ -43,11 +48,16 @@ class CuratedExpectations(_Strict):
     min_link_rate: float = Field(0.9, ge=0, le=1)  # warning
 
 
+class CoverageExpectations(_Strict):
+    max_blind_share: float = Field(0.5, ge=0, le=1)  # warning
+
+
 class ExpectationsConf(_Strict):
     """Thresholds per suite, and severity overrides per expectation id."""
 
     input: InputExpectations = InputExpectations()
     connection_success: CuratedExpectations = CuratedExpectations()
+    proxy_coverage: CoverageExpectations = CoverageExpectations()
     severity: dict[str, Literal["critical", "warning"]] = Field(default_factory=dict)
 
     @field_validator("severity")
@@ -67,6 +77,7 @@ class ExpectationsConf(_Strict):
             tolerance_ms=tolerance_ms,
             input=InputThresholds(**self.input.model_dump()),
             curated=CuratedThresholds(**self.connection_success.model_dump()),
+            coverage=CoverageThresholds(**self.proxy_coverage.model_dump()),
             severity=dict(self.severity),
         )
 

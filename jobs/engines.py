@@ -15,12 +15,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+import polars as pl
+
 from jobs import lake, publish
 from jobs.config import Config
 from jobs.plan import PlannedFile
 from transforms import schema as s
 from transforms.engine import DayOutput
 from transforms.params import DayWindow, LinkParams
+from transforms.psl import SuffixRules
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,18 @@ class Runner(Protocol):
     def stage(
         self, built: Built, tables: dict[str, Path], day: date, run_id: str
     ) -> dict[str, list[Path]]: ...
+
+    def stage_aggregates(
+        self,
+        built: Built,
+        curated: list[Path],
+        tables: dict[str, Path],
+        rules: SuffixRules,
+        day: date,
+        run_id: str,
+    ) -> dict[str, list[Path]]:
+        """Compute the summary tables from the staged curated files and stage them too."""
+        ...
 
 
 def _with_skipping(
@@ -85,6 +100,29 @@ class PolarsRunner:
         self, built: Built, tables: dict[str, Path], day: date, run_id: str
     ) -> dict[str, list[Path]]:
         frames = {"connection_success": built.out.curated, "rejects": built.out.rejects}
+        staged: dict[str, list[Path]] = {}
+        for name, table in tables.items():
+            path = publish.new_data_path(table, day, run_id)
+            frame = frames[name].drop(s.PARTITION_DATE)
+            lake.guarded(built.files, partial(frame.sink_parquet, path, compression="zstd"))
+            staged[name] = [path]
+        return staged
+
+    def stage_aggregates(
+        self,
+        built: Built,
+        curated: list[Path],
+        tables: dict[str, Path],
+        rules: SuffixRules,
+        day: date,
+        run_id: str,
+    ) -> dict[str, list[Path]]:
+        from transforms.polars_engine.engine import PolarsEngine
+
+        rows = pl.scan_parquet(curated) if curated else _no_curated_rows()
+        if built.out.evidence is None:
+            raise RuntimeError("the polars engine returned no evidence rows")
+        frames = PolarsEngine().aggregates(rows, built.out.evidence, rules, day)
         staged: dict[str, list[Path]] = {}
         for name, table in tables.items():
             path = publish.new_data_path(table, day, run_id)
@@ -139,6 +177,47 @@ class SparkRunner:
             )
             for name, table in tables.items()
         }
+
+    def stage_aggregates(
+        self,
+        built: Built,
+        curated: list[Path],
+        tables: dict[str, Path],
+        rules: SuffixRules,
+        day: date,
+        run_id: str,
+    ) -> dict[str, list[Path]]:
+        from jobs import spark_lake
+        from transforms.spark_engine.engine import SparkEngine
+
+        if built.out.evidence is None:
+            raise RuntimeError("the Spark engine returned no evidence rows")
+        if curated:
+            rows = self.session.read.parquet(*[str(p) for p in curated])
+        else:
+            rows = self.session.createDataFrame(_no_curated_rows().collect().to_arrow())
+        frames = SparkEngine().aggregates(rows, built.out.evidence, rules, day)
+        return {
+            name: spark_lake.guarded(
+                built.files,
+                partial(spark_lake.write_parquet, frames[name], table, day, run_id, name),
+            )
+            for name, table in tables.items()
+        }
+
+
+def _no_curated_rows() -> pl.LazyFrame:
+    """The curated columns the aggregates read, for a day that staged no curated file."""
+    return pl.LazyFrame(
+        schema={
+            s.DEVICE_ID: pl.String,
+            s.DEVICE_NAME: pl.String,
+            s.TIMESTAMP: pl.Datetime("us", "UTC"),
+            s.REMOTE_URL: pl.String,
+            s.IS_PROXIED: pl.Boolean,
+            s.LINK_METHOD: pl.String,
+        }
+    )
 
 
 def runner_for(config: Config) -> Runner:

@@ -14,15 +14,22 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from expectations.profiles import curated_profile, example_filters, example_rows
+from expectations.profiles import (
+    curated_profile,
+    domain_daily_profile,
+    example_filters,
+    example_rows,
+    proxy_coverage_profile,
+)
 from expectations.runner import ValidationReport, validate
-from expectations.suites import CURATED_SUITE, INPUT_SUITE
+from expectations.suites import COVERAGE_SUITE, CURATED_SUITE, DOMAIN_SUITE, INPUT_SUITE
 from jobs import publish
 from jobs.config import Config
 from jobs.errors import InputError, ValidationFailed
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.timing import Timer
 from transforms import schema as s
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.engine import DayOutput
 from transforms.params import DayWindow
 
@@ -81,14 +88,29 @@ def validate_staged(
         pl.scan_parquet(curated_paths) if curated_paths else pl.LazyFrame(schema=_EMPTY_SCHEMA)
     )
     link_rate = float(out.link_stats.get("link_rate_devices_with_evidence", 0.0))
-    profiles = {
-        INPUT_SUITE: out.input_profile,
-        CURATED_SUITE: curated_profile(
-            staged_rows, params.proxies, out.counts, rejects_rows, link_rate
-        ),
-    }
+    curated = curated_profile(staged_rows, params.proxies, out.counts, rejects_rows, link_rate)
     settings = config.expectations.settings(window, params.tolerance_ms)
+    profiles = {INPUT_SUITE: out.input_profile, CURATED_SUITE: curated}
+    # The summary tables are checked against the curated rows they were computed from.
+    if DOMAIN_DAILY_TABLE in staged.tables:
+        with_url = curated.filter(pl.col(s.REMOTE_URL).is_not_null())["rows"].sum()
+        profiles[DOMAIN_SUITE] = domain_daily_profile(
+            _scan(staged.files(DOMAIN_DAILY_TABLE)), settings, int(with_url or 0)
+        )
+    if PROXY_COVERAGE_TABLE in staged.tables:
+        profiles[COVERAGE_SUITE] = proxy_coverage_profile(
+            _scan(staged.files(PROXY_COVERAGE_TABLE)),
+            int(curated["rows"].sum() or 0),
+            int(out.counts.get("legs", 0)),
+        )
     return validate(profiles, settings, reports_dir(config), run_id)
+
+
+def _scan(paths: list[Path]) -> pl.LazyFrame:
+    """The staged files of one table; a day that staged none reads as an empty frame."""
+    if not paths:
+        raise InputError("a summary table staged no file")
+    return pl.scan_parquet(paths)
 
 
 def failure_examples(
@@ -158,10 +180,10 @@ def latest_published_manifest(curated_root: Path, day: date) -> dict[str, Any]:
 
 
 def validate_published(config: Config, day: date, now: datetime | None = None) -> ValidationReport:
-    """Re-run both suites on the published partition D, without rewriting anything.
+    """Re-run the suites on the published partition D, without rewriting anything.
 
-    The input suite uses the input profile its publishing run recorded; the curated suite is
-    computed afresh from the table, read through the Delta log.
+    The input suite uses the input profile its publishing run recorded; the other suites are
+    computed afresh from the tables, read through the Delta log.
     """
     _, curated_root = config.require_paths()
     manifest = latest_published_manifest(curated_root, day)
@@ -177,10 +199,22 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
         raise InputError(f"cannot read the published tables under {curated_root}: {exc}") from None
     counts = manifest["counts"]
     link_rate = float(manifest["link_stats"].get("link_rate_devices_with_evidence", 0.0))
-    profiles = {
-        INPUT_SUITE: pl.DataFrame(manifest["input_profile"]),
-        CURATED_SUITE: curated_profile(rows, params.proxies, counts, rejects_rows, link_rate),
-    }
+    curated = curated_profile(rows, params.proxies, counts, rejects_rows, link_rate)
     settings = config.expectations.settings(window, params.tolerance_ms)
+    profiles = {INPUT_SUITE: pl.DataFrame(manifest["input_profile"]), CURATED_SUITE: curated}
+    # Days published before the summary tables existed have none to check.
+    summaries = manifest.get("tables", {})
+    try:
+        if DOMAIN_DAILY_TABLE in summaries:
+            with_url = curated.filter(pl.col(s.REMOTE_URL).is_not_null())["rows"].sum()
+            domains = pl.scan_delta(str(curated_root / DOMAIN_DAILY_TABLE)).filter(date_filter)
+            profiles[DOMAIN_SUITE] = domain_daily_profile(domains, settings, int(with_url or 0))
+        if PROXY_COVERAGE_TABLE in summaries:
+            devices = pl.scan_delta(str(curated_root / PROXY_COVERAGE_TABLE)).filter(date_filter)
+            profiles[COVERAGE_SUITE] = proxy_coverage_profile(
+                devices, int(curated["rows"].sum() or 0), int(counts.get("legs", 0))
+            )
+    except Exception as exc:
+        raise InputError(f"cannot read the summary tables under {curated_root}: {exc}") from None
     run_name = "validate-" + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return validate(profiles, settings, reports_dir(config), run_name)

@@ -116,11 +116,13 @@ def commit_partition(staged: StagedFiles, empty_schema: pa.Schema | None = None)
 
 
 def _plain(t: pa.DataType) -> pa.DataType:
-    """Delta has one string and one binary type; Arrow's large variants are the same to it."""
+    """Delta has one string, binary and array type; Arrow's large variants are the same to it."""
     if t == pa.large_string() or t == pa.string_view():
         return pa.string()
     if t == pa.large_binary():
         return pa.binary()
+    if pa.types.is_large_list(t) or pa.types.is_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain(t.value_type))
     return t
 
 

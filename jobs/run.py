@@ -27,8 +27,11 @@ from jobs.logs import run_context
 from jobs.manifest import manifest_path, versions, write_manifest
 from jobs.plan import PlannedFile, plan_files
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from jobs.suffixes import describe as describe_suffixes
+from jobs.suffixes import suffix_rules
 from jobs.timing import Timer
 from transforms import schema as s
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.params import DayWindow
 
 log = logging.getLogger(__name__)
@@ -133,8 +136,17 @@ def _run_locked(
         CURATED_TABLE: curated_root / CURATED_TABLE,
         REJECTS_TABLE: curated_root / REJECTS_TABLE,
     }
+    summaries = {
+        DOMAIN_DAILY_TABLE: curated_root / DOMAIN_DAILY_TABLE,
+        PROXY_COVERAGE_TABLE: curated_root / PROXY_COVERAGE_TABLE,
+    }
     with timer.step("write"):
         written = runner.stage(built, tables, day, run_id)
+    with timer.step("aggregate"):
+        written |= runner.stage_aggregates(
+            built, written[CURATED_TABLE], summaries, suffix_rules(), day, run_id
+        )
+    tables |= summaries
     staged = publish.Staged({name: (tables[name], written[name]) for name in tables}, day)
     failure: ValidationFailed | None = None
     try:
@@ -182,6 +194,7 @@ def _run_locked(
         },
         "durations_s": timer.durations,
         "versions": versions(),
+        "public_suffix_list": describe_suffixes(),
     }
     write_manifest(report.manifest, manifest)
     if failure is not None:

@@ -19,6 +19,7 @@ import pytest
 from deltalake import DeltaTable
 from helpers import frame, http_row, leg, np_row, write_lake
 
+from expectations.suites import CHECK_IDS
 from jobs import publish
 from jobs.cli import main
 from jobs.config import Config, load_config
@@ -27,6 +28,7 @@ from jobs.gate import publish_gated
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.run import run_day
 from transforms import schema as s
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.engine import DayOutput
 from transforms.params import DayWindow
 
@@ -54,7 +56,14 @@ def published(tmp_path: Path) -> tuple[Config, Path]:
 Defect = Callable[[pl.DataFrame, dict[str, int], pl.DataFrame], tuple[Any, ...]]
 
 
-def _stage(config: Config, curated: pl.DataFrame, counts: dict[str, int], inputs: pl.DataFrame):
+def _stage(
+    config: Config,
+    curated: pl.DataFrame,
+    counts: dict[str, int],
+    inputs: pl.DataFrame,
+    summaries: dict[str, pl.DataFrame] | None = None,
+):
+    """Stage the four tables' files as a run would; summary tables default to the published."""
     root = config.curated
     assert root is not None
     table, rejects = root / CURATED_TABLE, root / REJECTS_TABLE
@@ -62,6 +71,12 @@ def _stage(config: Config, curated: pl.DataFrame, counts: dict[str, int], inputs
     rpath = publish.new_data_path(rejects, DAY, "test")
     curated.write_parquet(cpath)
     pl.read_delta(str(rejects)).drop("date").head(0).write_parquet(rpath)
+    tables = {CURATED_TABLE: (table, [cpath]), REJECTS_TABLE: (rejects, [rpath])}
+    summaries = {**_good_summaries(root), **(summaries or {})}
+    for name, rows in summaries.items():
+        path = publish.new_data_path(root / name, DAY, "test")
+        rows.write_parquet(path)
+        tables[name] = (root / name, [path])
     manifest = _manifest(root)
     out = DayOutput(
         curated=curated.lazy(),
@@ -71,10 +86,15 @@ def _stage(config: Config, curated: pl.DataFrame, counts: dict[str, int], inputs
         link_stats=manifest["link_stats"],
         input_profile=inputs,
     )
-    staged = publish.Staged(
-        {CURATED_TABLE: (table, [cpath]), REJECTS_TABLE: (rejects, [rpath])}, DAY
-    )
-    return staged, out, [cpath, rpath]
+    staged = publish.Staged(tables, DAY)
+    return staged, out, [p for _, paths in tables.values() for p in paths]
+
+
+def _good_summaries(root: Path) -> dict[str, pl.DataFrame]:
+    return {
+        name: pl.read_delta(str(root / name)).drop("date")
+        for name in (DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
+    }
 
 
 def _manifest(root: Path) -> dict[str, Any]:
@@ -171,11 +191,56 @@ DEFECTS: dict[str, Defect] = {
 }
 
 
+# Defects of the summary tables: (table, what breaks one of its rows or totals).
+SummaryDefect = Callable[[pl.DataFrame], pl.DataFrame]
+SUMMARY_DEFECTS: dict[str, tuple[str, SummaryDefect]] = {
+    "domain_daily.remote_url_unique": (DOMAIN_DAILY_TABLE, lambda d: pl.concat([d, d.head(1)])),
+    "domain_daily.remote_url_hostname": (
+        DOMAIN_DAILY_TABLE,
+        lambda d: _set(d, 0, RemoteUrl="A.Example.COM/"),
+    ),
+    "domain_daily.registered_domain_is_suffix": (
+        DOMAIN_DAILY_TABLE,
+        lambda d: _set(d, 0, RegisteredDomain="elsewhere.org"),
+    ),
+    "domain_daily.counts_consistent": (DOMAIN_DAILY_TABLE, lambda d: _set(d, 0, Devices=10**6)),
+    "domain_daily.seen_within_day": (
+        DOMAIN_DAILY_TABLE,
+        lambda d: _set(d, 0, FirstSeen=datetime(2026, 10, 31, 12, tzinfo=UTC)),
+    ),
+    "domain_daily.connections_match_curated": (DOMAIN_DAILY_TABLE, lambda d: d.tail(-1)),
+    "proxy_coverage.device_unique": (PROXY_COVERAGE_TABLE, lambda d: _set(d, 0, DeviceId=None)),
+    "proxy_coverage.legs_add_up": (PROXY_COVERAGE_TABLE, lambda d: _set(d, 0, LinkRate=0.123)),
+    "proxy_coverage.status_follows_evidence": (
+        PROXY_COVERAGE_TABLE,
+        lambda d: _set(d, 0, Status="blind"),
+    ),
+    "proxy_coverage.connections_match_curated": (PROXY_COVERAGE_TABLE, lambda d: d.tail(-1)),
+}
+
+
 def test_every_critical_expectation_has_a_defect_test() -> None:
     from expectations.suites import CHECKS
 
     critical = {c.id for checks in CHECKS.values() for c in checks if c.severity == "critical"}
-    assert critical == set(DEFECTS)
+    assert critical == set(DEFECTS) | set(SUMMARY_DEFECTS)
+    assert not set(DEFECTS) & set(SUMMARY_DEFECTS)
+
+
+@pytest.mark.parametrize("check", sorted(SUMMARY_DEFECTS))
+def test_summary_table_defect_blocks_publishing(published: tuple[Config, Path], check: str) -> None:
+    config, root = published
+    name, defect = SUMMARY_DEFECTS[check]
+    versions = {t: DeltaTable(str(root / t)).version() for t in (CURATED_TABLE, name)}
+    good = _good_summaries(root)[name]
+    staged, out, paths = _stage(config, *_good(config), summaries={name: defect(good)})
+    window = DayWindow.for_day(DAY, config.link_params())
+    with pytest.raises(ValidationFailed) as failed:
+        publish_gated(config, window, "test-run", staged, out)
+    assert check in str(failed.value)
+    assert {t: DeltaTable(str(root / t)).version() for t in versions} == versions
+    assert pl.read_delta(str(root / name)).drop("date").equals(good)
+    assert not any(p.exists() for p in paths), "staged files are cleaned up"
 
 
 def test_good_staged_data_is_published(published: tuple[Config, Path]) -> None:
@@ -307,7 +372,7 @@ def test_validate_rechecks_a_published_day_without_rewriting(
     version = DeltaTable(str(root / CURATED_TABLE)).version()
     base = ["validate", "--date", str(DAY), "--curated", str(root), "--proxy", "10.20.0.5:8080"]
     assert main(base) == 0
-    assert "of 16 expectations" in capsys.readouterr().out
+    assert f"of {len(CHECK_IDS)} expectations" in capsys.readouterr().out
     strict = tmp_path / "strict.yaml"
     strict.write_text(
         "expectations:\n  connection_success: {min_link_rate: 1.0}\n"

@@ -29,7 +29,9 @@ from jobs import lake, publish, spark_lake
 from jobs.plan import plan_files
 from jobs.sample import SampleSpec, write_sample
 from jobs.spark_session import SparkSettings, build_session
+from jobs.suffixes import suffix_rules
 from transforms import schema as s
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.engine import DayOutput
 from transforms.params import DayWindow, LinkParams, parse_proxy
 from transforms.polars_engine.engine import PolarsEngine
@@ -346,6 +348,8 @@ class Built:
     reasons: dict[str, int]
     stats: dict[str, float | int]
     profile: pl.DataFrame
+    domains: pl.DataFrame
+    coverage: pl.DataFrame
 
 
 def _build_both(
@@ -356,17 +360,24 @@ def _build_both(
     planned = plan_files(events, window, params)
     scan = lake.scan_lake(planned, "fail")
     p = PolarsEngine().build_day(scan.frame, window, params, scan.names)
+    assert p.evidence is not None
+    curated = p.curated.collect()
+    summaries = PolarsEngine().aggregates(curated.lazy(), p.evidence, suffix_rules(), day)
     polars_built = Built(
-        p.curated.collect(),
+        curated,
         p.rejects.collect(),
         p.counts,
         p.reject_reasons,
         p.link_stats,
         p.input_profile,
+        summaries[DOMAIN_DAILY_TABLE].collect(),
+        summaries[PROXY_COVERAGE_TABLE].collect(),
     )
     sscan = spark_lake.scan_lake(spark, planned, "fail")
     assert sscan.names == scan.names
     out = SparkEngine().build_day(sscan.frame, window, params, sscan.names)
+    assert out.evidence is not None
+    sparks = SparkEngine().aggregates(out.curated, out.evidence, suffix_rules(), day)
     spark_built = Built(
         _to_polars(out.curated),
         _to_polars(out.rejects),
@@ -374,6 +385,8 @@ def _build_both(
         out.reject_reasons,
         out.link_stats,
         out.input_profile,
+        _to_polars(sparks[DOMAIN_DAILY_TABLE]),
+        _to_polars(sparks[PROXY_COVERAGE_TABLE]),
     )
     return polars_built, spark_built, out
 
@@ -415,6 +428,13 @@ def assert_same(expected: Built, got: Built) -> None:
     assert got.reasons == expected.reasons
     assert got.stats == expected.stats
     assert got.profile.equals(expected.profile), f"{expected.profile}\n{got.profile}"
+    # The summary tables, compared as the Delta tables will hold them (Arrow's large and
+    # plain list/string types are one Delta type).
+    for name, by in (("domains", [s.REMOTE_URL]), ("coverage", [s.DEVICE_ID])):
+        want, have = getattr(expected, name), getattr(got, name)
+        assert want.columns == have.columns, name
+        a, b = _sorted(want, by), _sorted(have.cast(dict(want.schema)), by)
+        assert a.equals(b), _diff(a, b, by)
 
 
 @pytest.fixture(scope="module")
@@ -485,6 +505,9 @@ def test_sample_lake_matches(spark: SparkSession, sample_lake: Path) -> None:
     expected, got, _ = _build_both(spark, sample_lake, DAY, params)
     assert expected.counts["rows_in_day"] > 5_000
     assert expected.counts["method_process"] > 0 and expected.counts["duplicate"] > 0
+    statuses = set(expected.coverage["Status"])
+    assert {"protected", "blind"} <= statuses, statuses
+    assert expected.domains["TopProcesses"].list.len().max() == 5
     assert_same(expected, got)
 
 
@@ -527,3 +550,18 @@ def test_missing_java_is_named(tmp_path: Path) -> None:
     )
     assert "UNAVAILABLE" in done.stdout, done.stderr[-2000:]
     assert "openjdk-17-jre-headless" in done.stdout
+
+
+def test_registered_domains_match(spark: SparkSession) -> None:
+    """eTLD+1 on names whose rules differ in kind (wildcard, exception, private, punycode)."""
+    from test_aggregates import TRICKY
+
+    from transforms.polars_engine.aggregates import registered_domains as polars_domains
+    from transforms.spark_engine.aggregates import registered_domains as spark_domains
+
+    urls = [*TRICKY, "10.1.2.3", "2001:db8::1", ".lead.com", "trail.com.", ""]
+    want = polars_domains(pl.LazyFrame({s.REMOTE_URL: urls}), suffix_rules()).collect()
+    frame = spark.createDataFrame([(u,) for u in urls], schema=f"{s.REMOTE_URL} string")
+    got = _to_polars(spark_domains(frame, suffix_rules()))
+    assert dict(got.rows()) == dict(want.rows())
+    assert len(dict(want.rows())) == len(urls)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Generic, Protocol, TypeVar
 
 import polars as pl
 
 from transforms.params import DayWindow, LinkParams
+from transforms.psl import SuffixRules
 
 FrameT = TypeVar("FrameT")
 
@@ -29,6 +31,9 @@ class DayOutput(Generic[FrameT]):
     # One row per input file of day D with the share of rows that broke each input rule: small
     # whatever the engine, so it is always a polars frame.
     input_profile: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # The day's evidence rows (DeviceId, DeviceName, Timestamp) that are not rejected or
+    # duplicates, folded or not: what `proxy_coverage` counts as a device's evidence.
+    evidence: FrameT | None = None
 
 
 class Engine(Protocol[FrameT]):
@@ -39,6 +44,13 @@ class Engine(Protocol[FrameT]):
     def build_day(
         self, raw: FrameT, window: DayWindow, params: LinkParams, files: Sequence[str]
     ) -> DayOutput[FrameT]: ...
+
+    def aggregates(
+        self, curated: FrameT, evidence: FrameT, rules: SuffixRules, day: date
+    ) -> dict[str, FrameT]:
+        """The summary tables of day D (`transforms.aggregates`) by table name, computed from
+        the day's curated rows as staged (so they agree with what is published)."""
+        ...
 
 
 class EngineUnavailable(RuntimeError):

@@ -22,6 +22,8 @@ PROCESS_ID: Final = "InitiatingProcessId"
 PROCESS_CREATION: Final = "InitiatingProcessCreationTime"
 REPORT_ID: Final = "ReportId"
 ADDITIONAL_FIELDS: Final = "AdditionalFields"
+# Optional: carried through when the lake has it; the aggregates use it when present.
+PROCESS_FILE_NAME: Final = "InitiatingProcessFileName"
 
 STRING_COLUMNS: Final = (
     DEVICE_ID,

@@ -244,6 +244,26 @@ def rejected_rows(
     )
 
 
+def evidence_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
+    """Day D's valid evidence rows, folded or not, with the device columns coverage needs.
+
+    A network-protection row that shows the real target and was not folded (`np2` kept as a
+    direct connection) is not evidence of a proxied socket.
+    """
+    role, fate = pl.col(ROLE), pl.col(FATE)
+    evidence = role.is_in([NP, HTTP, SSL]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
+    evidence |= (role == NP2) & (fate == FOLDED)
+    rows = decisions.filter(evidence).select(FILE, ROW)
+    return raw.join(rows.lazy(), on=[FILE, ROW], how="inner").select(
+        s.DEVICE_ID,
+        pl.when(pl.col(s.DEVICE_NAME).str.contains(r"^\s*$"))
+        .then(None)
+        .otherwise(pl.col(s.DEVICE_NAME))
+        .alias(s.DEVICE_NAME),
+        s.TIMESTAMP,
+    )
+
+
 def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
     """Counts per fate, curated rows per link method and rejects per reason."""
     counts: dict[str, int] = {f: 0 for f in FATES}

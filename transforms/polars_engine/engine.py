@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 import polars as pl
 
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.engine import DayOutput
 from transforms.params import DayWindow, LinkParams
-from transforms.polars_engine import assemble, classify, link, normalise
+from transforms.polars_engine import aggregates, assemble, classify, link, normalise
+from transforms.psl import SuffixRules
 
 
 class PolarsEngine:
@@ -44,4 +47,13 @@ class PolarsEngine:
             reject_reasons=assemble.reject_reasons(decisions),
             link_stats=assemble.link_stats(decisions),
             input_profile=profile,
+            evidence=assemble.evidence_rows(raw, decisions),
         )
+
+    def aggregates(
+        self, curated: pl.LazyFrame, evidence: pl.LazyFrame, rules: SuffixRules, day: date
+    ) -> dict[str, pl.LazyFrame]:
+        return {
+            DOMAIN_DAILY_TABLE: aggregates.domain_daily(curated, rules, day),
+            PROXY_COVERAGE_TABLE: aggregates.proxy_coverage(curated, evidence, day),
+        }

@@ -53,7 +53,7 @@ from transforms.spark_engine.normalise import (
     raw_name,
     utc_date,
 )
-from transforms.spark_engine.text import polars_text
+from transforms.spark_engine.text import blank_to_null, polars_text
 
 __all__ = [
     "CURATED",
@@ -245,6 +245,22 @@ def curated_rows(
         .withColumn(s.PROXY_PORT, F.when(proxied, F.col(s.REMOTE_PORT)))
         .select(*[F.col(f"`{c}`") for c in source], *s.ADDED_COLUMNS)
         .withColumn(s.PARTITION_DATE, F.lit(window.day))
+    )
+
+
+def evidence_rows(
+    raw: DataFrame, decisions: DataFrame, window: DayWindow, params: LinkParams
+) -> DataFrame:
+    """Day D's valid evidence rows, folded or not, with the device columns coverage needs
+    (the polars engine's `evidence_rows`)."""
+    role, fate = F.col(ROLE), F.col(FATE)
+    evidence = role.isin(NP, HTTP, SSL) & fate.isin(CURATED, FOLDED, UNMATCHED)
+    evidence = evidence | ((role == NP2) & (fate == FOLDED))
+    rows = decisions.filter(evidence).select(FILE, ROW)
+    return (
+        _day_files(raw, window, params)
+        .join(fresh(rows), on=[FILE, ROW], how="inner")
+        .select(s.DEVICE_ID, blank_to_null(F.col(s.DEVICE_NAME)).alias(s.DEVICE_NAME), s.TIMESTAMP)
     )
 
 

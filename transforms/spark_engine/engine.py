@@ -10,13 +10,16 @@ rows when the job writes them (see frames.py for why frames are checkpointed).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.engine import DayOutput
 from transforms.params import DayWindow, LinkParams
-from transforms.spark_engine import assemble, classify, link, normalise
+from transforms.psl import SuffixRules
+from transforms.spark_engine import aggregates, assemble, classify, link, normalise
 from transforms.spark_engine.frames import materialise
 
 UTC_NAMES = ("UTC", "Etc/UTC", "GMT", "Z", "+00:00")
@@ -66,4 +69,13 @@ class SparkEngine:
             reject_reasons=reasons,
             link_stats=stats,
             input_profile=profile,
+            evidence=assemble.evidence_rows(raw, decisions, window, params),
         )
+
+    def aggregates(
+        self, curated: DataFrame, evidence: DataFrame, rules: SuffixRules, day: date
+    ) -> dict[str, DataFrame]:
+        return {
+            DOMAIN_DAILY_TABLE: aggregates.domain_daily(curated, rules, day),
+            PROXY_COVERAGE_TABLE: aggregates.proxy_coverage(curated, evidence, day),
+        }

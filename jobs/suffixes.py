@@ -1,0 +1,41 @@
+"""The Public Suffix List the summary tables use: the copy the `publicsuffixlist` package ships.
+
+A run never downloads the list; upgrading the package (pinned in constraints.txt) updates it,
+and the manifest records which list a run used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import metadata, resources
+
+from jobs.errors import ConfigError
+from transforms.psl import SuffixRules, parse_rules
+
+PACKAGE = "publicsuffixlist"
+DATA_FILE = "public_suffix_list.dat"
+
+
+@cache
+def _text() -> str:
+    try:
+        return (resources.files(PACKAGE) / DATA_FILE).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise ConfigError(
+            f"the Public Suffix List is missing ({PACKAGE}/{DATA_FILE}: {exc}); "
+            f"reinstall with `pip install -c constraints.txt -e .`"
+        ) from None
+
+
+@cache
+def suffix_rules() -> SuffixRules:
+    return parse_rules(_text())
+
+
+def describe() -> dict[str, str]:
+    """Which list a run used, for the manifest."""
+    return {
+        "package": f"{PACKAGE} {metadata.version(PACKAGE)}",
+        "sha256": hashlib.sha256(_text().encode("utf-8")).hexdigest()[:16],
+    }
