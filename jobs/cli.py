@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--force", action="store_true", help="re-ingest unchanged files too")
     ingest.add_argument(
-        "--batch-rows", type=_count, default=100_000, help="rows held in memory before writing"
+        "--batch-rows", type=_count, default=50_000, help="rows held in memory before writing"
     )
     return parser
 

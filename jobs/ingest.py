@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 TABLE: Final = "DeviceNetworkEvents"
 STATE_DIR: Final = "_ingest"
 SOURCE_SUFFIXES: Final = (".json", ".ndjson", ".jsonl", ".avro")
-DEFAULT_BATCH_ROWS: Final = 100_000
+DEFAULT_BATCH_ROWS: Final = 50_000
 MAX_OPEN_WRITERS: Final = 32
 _TMP_PREFIX: Final = ".ingest-"
 _TMP_SUFFIX: Final = ".parquet.tmp"
@@ -329,33 +329,29 @@ class _Part:
 
 
 class _Buffer:
-    """Rows of one partition waiting to be written, column by column."""
+    """Rows of one partition waiting to be written; turned into columns only when written."""
 
     def __init__(self) -> None:
-        self.columns: list[list[Any]] = [[] for _ in COLUMNS]
-        self.extras: dict[str, list[str | None]] = {}
-        self.rows = 0
+        self.rows: list[list[Any]] = []
+        self.extras: list[dict[str, str | None]] = []
+        self.has_extras = False
 
     def add(self, row: Row) -> None:
-        for column, value in zip(self.columns, row.values, strict=True):
-            column.append(value)
-        if row.extras or self.extras:
-            for name, value in row.extras.items():
-                self.extras.setdefault(name, [None] * self.rows).append(value)
-            for name, column in self.extras.items():
-                if name not in row.extras:
-                    column.append(None)
-        self.rows += 1
+        self.rows.append(row.values)
+        self.extras.append(row.extras)
+        self.has_extras = self.has_extras or bool(row.extras)
 
     def table(self) -> pa.Table:
+        columns = zip(*self.rows, strict=True)
         arrays = [
             pa.array(values, type=ARROW_TYPES[kind])
-            for values, (_, kind) in zip(self.columns, COLUMNS, strict=True)
+            for values, (_, kind) in zip(columns, COLUMNS, strict=True)
         ]
         names = [name for name, _ in COLUMNS]
-        for name in sorted(self.extras):
-            arrays.append(pa.array(self.extras[name], type=pa.string()))
-            names.append(name)
+        if self.has_extras:
+            for name in sorted({k for extra in self.extras for k in extra}):
+                arrays.append(pa.array([e.get(name) for e in self.extras], type=pa.string()))
+                names.append(name)
         return pa.Table.from_arrays(arrays, names=names)
 
 

@@ -251,18 +251,25 @@ def convert(record: Any) -> Row | Ignored:
     stamp = props.get(s.TIMESTAMP)
     if stamp is None or (isinstance(stamp, str) and not stamp.strip()):
         raise Quarantined("missing_Timestamp", "properties.Timestamp is missing or empty")
-    values: list[Any] = []
-    for name, kind in COLUMNS:
-        value = props.get(name)
+    values = list(map(props.get, COLUMN_NAMES))
+    for i in _STRING_AT:  # text is by far the most common value: only the rest is converted
+        value = values[i]
+        if value is not None and type(value) is not str:
+            values[i] = _text(value)
+    for i, convert_value in _TYPED_AT:
+        value = values[i]
+        if value is None:
+            continue
         try:
-            values.append(None if value is None else _CONVERTERS[kind](value))
+            values[i] = convert_value(value)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise Quarantined(f"bad_{name}", f"{_short(value)}: {exc}") from None
+            raise Quarantined(f"bad_{COLUMN_NAMES[i]}", f"{_short(value)}: {exc}") from None
     micros = values[0]
-    if micros is None:  # cannot happen after the check above, but keeps the partition honest
+    if micros is None:  # Timestamp was checked above; this keeps the partition honest
         raise Quarantined("missing_Timestamp", "properties.Timestamp is empty")
     hour = datetime.fromtimestamp((micros // 3_600_000_000) * 3600, tz=UTC)
-    extras = {k: _text(v) for k, v in props.items() if k not in _KNOWN}
+    unknown = props.keys() - _KNOWN
+    extras = {k: _text(props[k]) for k in unknown} if unknown else {}
     return Row(hour, values, extras)
 
 
@@ -345,10 +352,6 @@ def _bool(value: Any) -> bool | None:
     raise ValueError("not a boolean")
 
 
-_CONVERTERS: Final = {
-    STRING: _text,
-    PORT: _port,
-    LONG: _long,
-    TIMESTAMP: _timestamp,
-    BOOL: _bool,
-}
+_CONVERTERS: Final = {PORT: _port, LONG: _long, TIMESTAMP: _timestamp, BOOL: _bool}
+_STRING_AT: Final = tuple(i for i, (_, kind) in enumerate(COLUMNS) if kind == STRING)
+_TYPED_AT: Final = tuple((i, _CONVERTERS[k]) for i, (_, k) in enumerate(COLUMNS) if k != STRING)

@@ -7,6 +7,7 @@ storage-account export writes it; counts are checked against an independent read
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ import polars as pl
 import pytest
 
 from jobs.cli import main
+from jobs.lock import curated_lock
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_NAME = "reference/m365-defender-streaming-sample.ndjson"
@@ -163,7 +165,7 @@ def test_sample_odd_values_are_kept_as_the_contract_says(tmp_path: Path) -> None
 def test_reingest_skips_unchanged_files_and_force_rewrites_the_same_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _export(tmp_path, SAMPLE_LINES)
+    source = _export(tmp_path, SAMPLE_LINES)
     lake = tmp_path / "lake"
     assert _ingest(tmp_path / "export", lake) == 0
     first = _lake_rows(lake).sort("ReportId", "RemoteIP")
@@ -171,6 +173,9 @@ def test_reingest_skips_unchanged_files_and_force_rewrites_the_same_rows(
     capsys.readouterr()
 
     assert _ingest(tmp_path / "export", lake) == 0
+    assert "skipped  " in capsys.readouterr().out
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
+    assert _ingest(tmp_path / "export", lake) == 0  # touched, same bytes (a re-download)
     assert "skipped  " in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in _lake_files(lake)} == files
 
@@ -359,6 +364,17 @@ def test_small_batches_and_late_extra_columns_give_the_same_rows(tmp_path: Path)
     assert rows["ReportId"].to_list() == list(range(7))
     assert rows["SomeNewColumn"].to_list() == [None] * 4 + ['{"added":"later"}'] * 3
     assert pl.scan_parquet(_lake_files(lake)[1]).select(pl.len()).collect().item() == 4
+
+
+def test_a_second_ingest_on_the_same_lake_exits_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _export(tmp_path, SAMPLE_LINES)
+    lake = tmp_path / "lake"
+    with curated_lock(lake / "_ingest", 0, "another ingest"):
+        assert _ingest(tmp_path / "export", lake) == 4
+    assert "another ingest is writing" in capsys.readouterr().err
+    assert not _lake_files(lake)
 
 
 def test_missing_source_is_one_line_with_exit_3(
