@@ -18,6 +18,7 @@ from typing import Any
 from jobs import logs
 from jobs.config import Config, load_config
 from jobs.errors import (
+    EXIT_INPUT,
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_USAGE,
@@ -143,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-validate a published day without rewriting it (exit 1 on failure)",
     )
     check.add_argument("--date", type=_day, required=True, help="the published UTC day")
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="turn Defender Streaming API exports (JSON lines, Avro capture) into the lake",
+    )
+    ingest.add_argument(
+        "--from", dest="source", type=Path, required=True, help="a file, or a folder searched"
+    )
+    ingest.add_argument(
+        "--out", type=Path, required=True, help="lake root; writes <out>/DeviceNetworkEvents/"
+    )
+    ingest.add_argument("--force", action="store_true", help="re-ingest unchanged files too")
+    ingest.add_argument(
+        "--batch-rows", type=_count, default=50_000, help="rows held in memory before writing"
+    )
     return parser
 
 
@@ -378,6 +394,52 @@ def _validation_line(report: RunReport) -> str:
     return f"  validation: passed {n - len(v.warnings)} of {n} expectations{extra}"
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from jobs.ingest import FileResult, ingest
+
+    def show(f: FileResult) -> None:
+        if f.status == "failed":
+            print(f"proxylink: error: {f.source}: {f.message}", file=sys.stderr, flush=True)
+            return
+        if f.status == "skipped":
+            print(f"skipped  {f.source}: {f.message} (use --force to re-ingest)", flush=True)
+            return
+        parts = len({Path(o).parent for o in f.outputs})
+        print(
+            f"ingested {f.source}: {f.records:,} records = {f.written:,} rows "
+            f"({parts} partition(s)) + {f.ignored.total():,} ignored + "
+            f"{f.quarantined.total():,} quarantined in {f.seconds:.1f}s",
+            flush=True,
+        )
+
+    t0 = time.perf_counter()
+    report = ingest(
+        args.source, args.out, force=args.force, batch_rows=args.batch_rows, on_file=show
+    )
+    ignored, quarantined = report.counter("ignored"), report.counter("quarantined")
+    lines = [
+        f"{len(report.files)} file(s): {report.total('ingested')} ingested, "
+        f"{report.total('skipped')} skipped, {len(report.failed)} failed "
+        f"in {time.perf_counter() - t0:.1f}s",
+        f"  records read       {report.sum('records'):>12,}",
+        f"  rows written       {report.sum('written'):>12,}",
+        f"  ignored            {ignored.total():>12,}",
+        *(f"    {k:<40} {v:>9,}" for k, v in sorted(ignored.items())),
+        f"  quarantined        {quarantined.total():>12,}",
+        *(f"    {k:<40} {v:>9,}" for k, v in sorted(quarantined.items())),
+        f"  lake:       {args.out / 'DeviceNetworkEvents'}",
+        f"  ledger:     {report.ledger_dir}",
+    ]
+    if quarantined:
+        lines.append(f"  quarantine: {report.quarantine_dir}")
+    if report.not_sources:
+        lines.append(f"  {report.not_sources} other file(s) under --from were not read")
+    print("\n".join(lines))
+    for f in report.failed:
+        print(f"  failed: {f.source}: {f.message}")
+    return EXIT_INPUT if report.failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -389,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _cmd_status,
         "maintain": _cmd_maintain,
         "validate": _cmd_validate,
+        "ingest": _cmd_ingest,
     }
     try:
         return handlers[args.command](args)
