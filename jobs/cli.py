@@ -48,6 +48,8 @@ def _day(text: str) -> date:
 
 
 def _proxy(text: str) -> str:
+    if text == "auto":  # discover each day's proxies (see discover-proxies)
+        return text
     try:
         parse_proxy(text)
     except ValueError as exc:
@@ -103,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--proxy",
         action="append",
         type=_proxy,
-        metavar="IP[:PORT]|CIDR[:PORT]",
-        help="a proxy; repeat for more (replaces the config's list)",
+        metavar="IP[:PORT]|CIDR[:PORT]|auto",
+        help="a proxy; repeat for more (replaces the config's list); auto: discover them",
     )
     common.add_argument("--tolerance", type=_positive, metavar="SECONDS", help="link tolerance")
     common.add_argument("--engine", choices=list(ENGINES), help="transform engine")
@@ -158,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--force", action="store_true", help="re-ingest unchanged files too")
     ingest.add_argument(
         "--batch-rows", type=_count, default=50_000, help="rows held in memory before writing"
+    )
+
+    found = sub.add_parser(
+        "discover-proxies", help="propose proxies from day D's data, with the evidence"
+    )
+    found.add_argument("--date", type=_day, required=True, help="the UTC day to look at")
+    found.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
+    found.add_argument("--events", type=Path, help="root of the DeviceNetworkEvents table")
+    found.add_argument(
+        "--format", choices=["text", "json", "yaml"], default="text", help="yaml: a proxies: list"
     )
     return parser
 
@@ -229,6 +241,11 @@ def _summary(report: RunReport, seconds: float) -> str:
         ),
         f"  other rows (not used)   {c['not_connection'] + c['inspection_unmatched']:>12,}",
         _validation_line(report),
+        *(
+            [f"  proxies:  discovered {', '.join(report.discovered_proxies)}"]
+            if report.discovered_proxies
+            else []
+        ),
         f"  table:    {report.tables['connection_success']}",
         f"  rejects:  {report.tables['rejects']}",
         *[
@@ -385,6 +402,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_discover(args: argparse.Namespace) -> int:
+    import json
+
+    from jobs.discover import as_text, as_yaml, discover_day
+    from jobs.errors import EXIT_INPUT
+
+    overrides = {"events": str(args.events)} if args.events is not None else {}
+    found = discover_day(load_config(args.conf, overrides), args.date)
+    if args.format == "json":
+        print(json.dumps(found.to_json(), indent=2))
+    elif args.format == "yaml":
+        print(as_yaml(found))
+    else:
+        print(as_text(found))
+    if not found.proxies:
+        print(
+            f"proxylink: error: no proxy qualified on {args.date.isoformat()}; "
+            "tune `discovery:` (see the near misses) or pin `proxies:`",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
+    return EXIT_OK
+
+
 def _validation_line(report: RunReport) -> str:
     v = report.validation
     if v is None:
@@ -452,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maintain": _cmd_maintain,
         "validate": _cmd_validate,
         "ingest": _cmd_ingest,
+        "discover-proxies": _cmd_discover,
     }
     try:
         return handlers[args.command](args)

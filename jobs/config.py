@@ -5,12 +5,20 @@ An invalid setting is reported in one line that names the file and the setting.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from expectations.suites import (
     CoverageThresholds,
@@ -19,7 +27,10 @@ from expectations.suites import (
     SuiteSettings,
 )
 from jobs.errors import ConfigError
+from transforms.discover import DiscoveryRules
 from transforms.params import DayWindow, LinkParams, parse_proxy
+
+AUTO = "auto"  # `proxies: auto`: discover the proxies of each day from its data
 
 
 class _Strict(BaseModel):
@@ -114,6 +125,47 @@ class SparkConf(_Strict):
         return value
 
 
+class DiscoveryConf(_Strict):
+    """When `discover-proxies` and `proxies: auto` take an IP:port for a proxy (all rules hold)."""
+
+    min_devices: int = Field(10, ge=1)  # distinct devices that reach it
+    min_device_share: float = Field(0.02, ge=0, le=1)  # ... and this share of the day's devices
+    min_domains: int = Field(20, ge=2)  # distinct domains named by evidence on it, or:
+    min_connect_records: int = Field(5, ge=1)  # HTTP inspection records that are CONNECT
+    min_connect_share: float = Field(0.5, gt=0, le=1)  # ... and their share of its HTTP records
+    ranges: tuple[str, ...] = ()  # CIDRs besides the private ranges where a proxy may live
+    near_misses: int = Field(10, ge=0, le=1000)  # rejected candidates to show
+
+    @field_validator("ranges", mode="before")
+    @classmethod
+    def _range_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("ranges")
+    @classmethod
+    def _valid_ranges(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not an IP network (CIDR)") from None
+        return tuple(v.strip() for v in value)
+
+    def basis(self) -> dict[str, Any]:
+        """The settings that decide which proxies qualify (for the input fingerprint)."""
+        return self.model_dump(mode="json", exclude={"near_misses"})
+
+    def rules(self) -> DiscoveryRules:
+        return DiscoveryRules(
+            min_devices=self.min_devices,
+            min_device_share=self.min_device_share,
+            min_domains=self.min_domains,
+            min_connect_records=self.min_connect_records,
+            min_connect_share=self.min_connect_share,
+            ranges=self.ranges,
+        )
+
+
 class Config(_Strict):
     """Everything a run needs. Relative paths are taken from the working directory."""
 
@@ -128,6 +180,7 @@ class Config(_Strict):
     nightly: NightlyConf = NightlyConf()
     maintenance: MaintenanceConf = MaintenanceConf()
     spark: SparkConf = SparkConf()
+    discovery: DiscoveryConf = DiscoveryConf()
 
     @field_validator("proxies", mode="before")
     @classmethod
@@ -138,12 +191,32 @@ class Config(_Strict):
 
     @field_validator("proxies")
     @classmethod
-    def _valid_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _valid_proxies(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if AUTO in value:
+            if len(value) > 1:
+                raise ValueError("`auto` cannot be combined with proxy addresses")
+            if info.data.get("engine") == "spark":
+                raise ValueError(
+                    "`auto` needs engine polars; run `proxylink discover-proxies --date D "
+                    "--format yaml` and pin the list it prints"
+                )
+            return value
         for text in value:
             parse_proxy(text)
         return value
 
+    @property
+    def proxies_auto(self) -> bool:
+        """`proxies: auto`: each day's proxies are discovered from its data before linking."""
+        return self.proxies == (AUTO,)
+
+    def with_proxies(self, proxies: tuple[str, ...]) -> Config:
+        """This config with a resolved proxy list (the discovered or recorded one)."""
+        return self.model_copy(update={"proxies": tuple(proxies)})
+
     def link_params(self) -> LinkParams:
+        if self.proxies_auto:
+            raise ConfigError("proxies: auto is resolved per day; this step needs the list")
         return LinkParams(
             proxies=tuple(parse_proxy(p) for p in self.proxies),
             tolerance_ms=round(self.link.tolerance_seconds * 1000),

@@ -25,6 +25,7 @@ from expectations.runner import ValidationReport, validate
 from expectations.suites import COVERAGE_SUITE, CURATED_SUITE, DOMAIN_SUITE, INPUT_SUITE
 from jobs import publish
 from jobs.config import Config
+from jobs.discover import recorded_proxies
 from jobs.errors import InputError, ValidationFailed
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.timing import Timer
@@ -187,6 +188,8 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
     """
     _, curated_root = config.require_paths()
     manifest = latest_published_manifest(curated_root, day)
+    if config.proxies_auto:  # the proxies that day was published with
+        config = config.with_proxies(recorded_proxies(manifest))
     params = config.link_params()
     window = DayWindow.for_day(day, params)
     table = curated_root / CURATED_TABLE

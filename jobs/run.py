@@ -19,6 +19,7 @@ from expectations.runner import ValidationReport
 from expectations.runner import preload as preload_expectations
 from jobs import publish
 from jobs.config import Config
+from jobs.discover import Discovery, resolve_auto
 from jobs.engines import runner_for
 from jobs.errors import ValidationFailed
 from jobs.gate import last_published, publish_gated
@@ -53,22 +54,32 @@ class RunReport:
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     validation: ValidationReport | None = None
     skipped_because: str | None = None  # the run whose publish made this one unnecessary
+    discovered_proxies: tuple[str, ...] | None = None  # with `proxies: auto`: the day's proxies
 
 
 def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-def fingerprint(planned: list[PlannedFile], config: Config) -> str:
+def fingerprint(
+    planned: list[PlannedFile], config: Config, discovery: dict[str, Any] | None = None
+) -> str:
     """What day D's output depends on: the input files (path, size, modification time) and the
-    settings that change the rows. Equal fingerprints mean a rebuild would publish the same."""
+    settings that change the rows. Equal fingerprints mean a rebuild would publish the same.
+
+    With `proxies: auto`, `config` carries the discovered proxies and `discovery` the settings
+    that found them: the same files and settings always discover the same set, so a status check
+    can compare with the set a run recorded without discovering again.
+    """
     params = config.link_params()
-    basis = {
+    basis: dict[str, Any] = {
         "files": sorted((str(f.path), f.size, f.mtime_ns) for f in planned),
         "proxies": sorted(str(p) for p in params.proxies),
         "tolerance_ms": params.tolerance_ms,
         "clock_skew_ms": params.clock_skew_ms,
     }
+    if discovery is not None:
+        basis["discovery"] = discovery
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -101,16 +112,21 @@ def _run_locked(
     A critical expectation failure raises ValidationFailed after the manifest is written: the
     staged files are removed and the published tables stay as they were.
     """
-    events_root, curated_root = config.require_paths()
-    params = config.link_params()
+    configured = config
     started = now()
-    window = DayWindow.for_day(day, params)
     timer = Timer(progress)
     log.info("run %s: building %s", run_id, day.isoformat())
+    discovery: Discovery | None = None
+    if config.proxies_auto:
+        with timer.step("discover"):
+            config, discovery = resolve_auto(config, day)
+    events_root, curated_root = config.require_paths()
+    params = config.link_params()
+    window = DayWindow.for_day(day, params)
 
     with timer.step("plan"):
         planned = plan_files(events_root, window, params)
-    print_ = fingerprint(planned, config)
+    print_ = fingerprint(planned, config, configured.discovery.basis() if discovery else None)
     last = last_published(curated_root, day)
     if not force and last is not None and last.get("fingerprint") == print_:
         log.info("run %s: %s unchanged since run %s, skipped", run_id, day, last["run_id"])
@@ -124,6 +140,7 @@ def _run_locked(
             tables={CURATED_TABLE: str(curated_root / CURATED_TABLE)},
             manifest=manifest_path(curated_root, day.isoformat(), last["run_id"]),
             skipped_because=last["run_id"],
+            discovered_proxies=discovery.proxies if discovery else None,
         )
     if config.engine == "polars":
         # great-expectations imports pyspark when present: never race the Spark engine's import.
@@ -165,6 +182,7 @@ def _run_locked(
         durations=timer.durations,
         skipped_files=built.skipped,
         validation=validation,
+        discovered_proxies=discovery.proxies if discovery else None,
     )
     manifest = {
         "run_id": run_id,
@@ -174,7 +192,12 @@ def _run_locked(
         "engine": config.engine,
         "started_at": started.isoformat(),
         "finished_at": now().isoformat(),
-        "config": config.model_dump(mode="json"),
+        "config": configured.model_dump(mode="json"),
+        "proxies": {
+            "source": "discovered" if discovery else "configured",
+            "used": list(config.proxies),
+            "discovery": discovery.to_json() if discovery else None,
+        },
         "window": {
             "day_start": window.start.isoformat(),
             "context_start": window.context_start.isoformat(),

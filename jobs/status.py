@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from jobs.config import Config
+from jobs.discover import recorded_proxies
 from jobs.errors import InputError
 from jobs.gate import day_manifests, last_published
 from jobs.plan import plan_files
@@ -39,11 +40,17 @@ def day_status(config: Config, day: date) -> DayStatus:
     runs = day_manifests(curated_root, day)
     pub = last_published(curated_root, day)
     changed = "unknown"
-    if pub is not None and config.events is not None:
+    events = config.events
+    if pub is not None and events is not None:
+        discovery = None
+        if config.proxies_auto:  # compare with the set the run discovered (see `fingerprint`)
+            discovery = config.discovery.basis()
+            config = config.with_proxies(recorded_proxies(pub))
         params = config.link_params()
         try:
-            planned = plan_files(config.events, DayWindow.for_day(day, params), params)
-            changed = "no" if fingerprint(planned, config) == pub.get("fingerprint") else "yes"
+            planned = plan_files(events, DayWindow.for_day(day, params), params)
+            now_print = fingerprint(planned, config, discovery)
+            changed = "no" if now_print == pub.get("fingerprint") else "yes"
         except InputError:
             changed = "yes (input gone)"
     validation = None
