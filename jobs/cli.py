@@ -470,7 +470,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     span = f"{args.first or 'first'}..{args.last or 'last'}"
     print(f"exported {span} to {report.target} in {time.perf_counter() - t0:.1f}s")
     print(
-        f"  {'table':<24} {'version':>7} {'dates':>6} {'rows':>12} {'replaced':>12} {'total':>12}"
+        f"  {'table':<24} {'version':>7} {'dates':>6} {'inserted':>12} {'deleted':>12} "
+        f"{'in file':>12}"
     )
     for t in report.tables:
         dates = "all" if t.whole_table else f"{t.dates:,}"

@@ -225,14 +225,18 @@ def test_export_range_replaces_only_its_dates(
     assert "unknown table(s) nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("read_only", [False, True])
 def test_export_to_a_file_in_use_is_one_line_with_exit_4(
-    curated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    curated: Path, tmp_path: Path, read_only: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Another process holding the file, even read-only (as a BI tool should), blocks it."""
     db = tmp_path / "bi.duckdb"
+    if read_only:  # a read-only open needs an existing file
+        duckdb.connect(str(db)).close()
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True);"
-         " time.sleep(120)", str(db)],
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro');"
+         " print('open', flush=True); time.sleep(120)", str(db), "ro" if read_only else "rw"],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
