@@ -18,9 +18,9 @@ from pathlib import Path
 
 import duckdb
 
-from jobs.errors import LockHeld, OutputError
+from jobs.errors import InputError, LockHeld, OutputError
 from jobs.publish import CURATED_TABLE
-from jobs.tables import PublishedTable, open_tables, quote_ident
+from jobs.tables import PublishedTable, open_tables, quote_ident, unreadable_table
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,9 @@ def export_duckdb(
             con.execute("COMMIT")
         except duckdb.Error as exc:
             con.execute("ROLLBACK")
+            unreadable = unreadable_table(exc, _SOURCE_PREFIX)
+            if unreadable is not None:
+                raise InputError(f"{unreadable}; {target} was not changed") from None
             first_line = str(exc).strip().splitlines()[0]
             raise OutputError(f"export to {target} failed, nothing changed: {first_line}") from None
         con.execute("CHECKPOINT")  # fold the WAL in, so readers open one self-contained file

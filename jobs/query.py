@@ -18,7 +18,7 @@ from typing import Literal
 import duckdb
 
 from jobs.errors import ConfigError, ProxylinkError
-from jobs.tables import connect, open_tables
+from jobs.tables import connect, open_tables, unreadable_table
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def run_query(
             target = str(out).replace("'", "''")
             con.execute(f"COPY {_RESULT_VIEW} TO '{target}' ({_COPY_OPTIONS[fmt]})")
         except duckdb.Error as exc:
-            raise QueryError(f"SQL error: {one_line(exc)}") from None
+            raise unreadable_table(exc) or QueryError(f"SQL error: {one_line(exc)}") from None
         log.debug("wrote %s result to %s", fmt, out)
         return QueryResult(text=None, rows=None, truncated=False)
     finally:

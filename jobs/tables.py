@@ -15,6 +15,7 @@ cannot be loaded offline. The Arrow dataset is lazy: DuckDB pushes projections a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +101,17 @@ def connect(
 def quote_ident(name: str) -> str:
     """A DuckDB identifier, quoted so that any folder name works."""
     return '"' + name.replace('"', '""') + '"'
+
+
+_STREAM_FAILED = re.compile(r"reading the stream registered as '([^']*)' failed: (.*)", re.S)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def unreadable_table(exc: duckdb.Error, prefix: str = "") -> InputError | None:
+    """A data file of a table that cannot be read (corrupt, or removed under a running query)
+    is an input problem, not a mistake in the user's SQL."""
+    m = _STREAM_FAILED.search(_ANSI.sub("", str(exc)))
+    if m is None:
+        return None
+    detail = m[2].split(". Detail:")[0].split("\n")[0].strip()
+    return InputError(f"cannot read table {m[1].removeprefix(prefix)}: {detail}")

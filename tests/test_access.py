@@ -294,6 +294,22 @@ def test_list_columns_and_new_columns_of_any_table(
         ("b.example", [], None),
         ("c.example", ["svchost.exe"], 3),
     ]
+    # partition pruning: with day 1's file broken, a query of day 2 never opens it
+    for live in DeltaTable(str(table)).file_uris():
+        if f"date={D1}" in live:
+            Path(live.removeprefix("file://")).write_bytes(b"broken")
+    capsys.readouterr()
+    assert (
+        sql(root, f"SELECT count(*) AS n FROM domain_extra WHERE date = '{D2}'", "--format", "json")
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == [{"n": 1}]
+    assert sql(root, "SELECT count(*) FROM domain_extra") == 3  # an input problem, not bad SQL
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("proxylink: error: cannot read table domain_extra: ")
+        and err.count("\n") == 1
+    )
 
 
 # --- ddl ---------------------------------------------------------------------------------------
