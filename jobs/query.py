@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,13 +58,12 @@ def run_query(
     fmt: Format = "table",
     out: Path | None = None,
     max_rows: int | None = None,
-    tables: Sequence[str] | None = None,
     width: int = 120,
 ) -> QueryResult:
     """Run `sql` over the tables under `root`; render it, or write it to `out` in `fmt`."""
     if fmt != "table" and out is None:
-        raise ConfigError(f"--format {fmt} needs --out FILE here")
-    published = open_tables(root, tables)
+        raise ConfigError(f"--format {fmt} needs --out FILE")
+    published = open_tables(root)
     con = connect(published)
     try:
         try:

@@ -83,17 +83,12 @@ def open_tables(root: Path, only: Sequence[str] | None = None) -> list[Published
     return [PublishedTable(n, root / n, DeltaTable(str(root / n))) for n in names]
 
 
-def connect(
-    tables: Sequence[PublishedTable], database: str = ":memory:", prefix: str = ""
-) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection in UTC where each table is a view named `prefix + name`.
-
-    Raises duckdb.IOException when `database` is a file another process holds.
-    """
-    con = duckdb.connect(database)
+def connect(tables: Sequence[PublishedTable]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection in UTC where each table is a view of its name."""
+    con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # timestamps print and export in UTC on any machine
     for t in tables:
-        con.register(prefix + t.name, t.dataset())
+        con.register(t.name, t.dataset())
         log.debug("registered %s (version %d) from %s", t.name, t.version, t.path)
     return con
 
