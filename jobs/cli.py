@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -171,7 +172,61 @@ def build_parser() -> argparse.ArgumentParser:
     found.add_argument(
         "--format", choices=["text", "json", "yaml"], default="text", help="yaml: a proxies: list"
     )
+
+    _add_access_parsers(sub)
     return parser
+
+
+def _add_access_parsers(sub: Any) -> None:
+    """`sql`, `export` and `ddl`: analysts' access to the published tables."""
+    reading = _Parser(add_help=False)
+    reading.add_argument("--conf", type=Path, default=None, help="YAML config (for `curated:`)")
+    reading.add_argument("--curated", type=Path, help="root under which curated tables live")
+
+    sql = sub.add_parser(
+        "sql", parents=[reading], help="run SQL (DuckDB) over the published tables"
+    )
+    sql.add_argument(
+        "query", help='e.g. "SELECT LinkMethod, count(*) FROM connection_success GROUP BY ALL"'
+    )
+    sql.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "parquet"],
+        default="table",
+        help="default: table",
+    )
+    sql.add_argument("--out", type=Path, help="write the result to FILE instead of stdout")
+    sql.add_argument(
+        "--max-rows",
+        type=_count,
+        help="at most N rows (default: 50 for --format table, all otherwise)",
+    )
+
+    export = sub.add_parser(
+        "export", parents=[reading], help="write or refresh a DuckDB file for BI tools"
+    )
+    export.add_argument("--duckdb", type=Path, required=True, metavar="FILE")
+    export.add_argument("--from", dest="first", type=_day, help="first date (default: all)")
+    export.add_argument("--to", dest="last", type=_day, help="last date (default: all)")
+    export.add_argument("--tables", nargs="+", metavar="NAME", help="default: every table")
+
+    ddl = sub.add_parser(
+        "ddl", parents=[reading], help="print statements that register the tables in a metastore"
+    )
+    ddl.add_argument("--dialect", choices=["spark", "databricks", "trino"], required=True)
+    ddl.add_argument("--catalog", help="catalog (Trino: the Delta connector's, default delta)")
+    ddl.add_argument("--schema", default="proxylink", help="schema/database (default proxylink)")
+    ddl.add_argument(
+        "--location-prefix",
+        metavar="URI",
+        help="the curated root as the cluster sees it, e.g. s3://bucket/curated",
+    )
+    ddl.add_argument(
+        "--comments",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also comment tables and columns (default: on for databricks)",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -426,6 +481,92 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _curated_root(args: argparse.Namespace) -> Path:
+    """The curated root from --curated or the config; the only setting the access commands use."""
+    over = {"curated": str(args.curated)} if args.curated is not None else None
+    root = load_config(args.conf, over).curated
+    if root is None:
+        raise ConfigError("no curated path: set `curated:` in the config or pass --curated")
+    return root
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from jobs.query import run_query
+
+    root = _curated_root(args)
+    max_rows = args.max_rows if args.max_rows or args.format != "table" else 50
+    if args.out is not None or args.format in ("table", "parquet"):
+        width = shutil.get_terminal_size((120, 24)).columns if args.out is None else 200
+        result = run_query(root, args.query, args.format, args.out, max_rows, width=width)
+        if result.text is not None:
+            text = result.text
+            if result.truncated:
+                text += f"\n(first {result.rows} rows shown; more exist: use --max-rows N)"
+            if args.out is not None:
+                args.out.write_text(text + "\n", encoding="utf-8")
+            else:
+                print(text)
+        if args.out is not None:
+            print(f"wrote {args.out}", file=sys.stderr)
+        return EXIT_OK
+    with tempfile.TemporaryDirectory(prefix="proxylink-sql-") as tmp:  # csv/json to stdout
+        path = Path(tmp) / f"result.{args.format}"
+        run_query(root, args.query, args.format, path, max_rows)
+        with path.open("rb") as f:
+            sys.stdout.flush()
+            shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from jobs.export import export_duckdb
+
+    if args.first and args.last and args.last < args.first:
+        raise ConfigError(f"--to {args.last} is before --from {args.first}")
+    root = _curated_root(args)
+    t0 = time.perf_counter()
+    report = export_duckdb(root, args.duckdb, args.first, args.last, datetime.now(UTC), args.tables)
+    span = f"{args.first or 'first'}..{args.last or 'last'}"
+    print(f"exported {span} to {report.target} in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"  {'table':<24} {'version':>7} {'dates':>6} {'inserted':>12} {'deleted':>12} "
+        f"{'in file':>12}"
+    )
+    for t in report.tables:
+        dates = "all" if t.whole_table else f"{t.dates:,}"
+        print(
+            f"  {t.name:<24} {t.version:>7} {dates:>6} {t.rows_inserted:>12,} "
+            f"{t.rows_deleted:>12,} {t.rows_total:>12,}"
+        )
+    if report.views:
+        print(f"  views: {', '.join(report.views)}")
+    return EXIT_OK
+
+
+def _cmd_ddl(args: argparse.Namespace) -> int:
+    from jobs.ddl import DdlOptions, ddl_notes, ddl_statements
+    from jobs.tables import open_tables
+
+    tables = open_tables(_curated_root(args))
+    comments = args.comments if args.comments is not None else args.dialect == "databricks"
+    options = DdlOptions(
+        dialect=args.dialect,
+        schema=args.schema,
+        catalog=args.catalog,
+        location_prefix=args.location_prefix,
+        comments=comments,
+    )
+    for note in ddl_notes(tables, options):
+        print(f"-- {note}")
+    for statement in ddl_statements(tables, options):
+        print(statement)
+    return EXIT_OK
+
+
 def _validation_line(report: RunReport) -> str:
     v = report.validation
     if v is None:
@@ -494,6 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": _cmd_validate,
         "ingest": _cmd_ingest,
         "discover-proxies": _cmd_discover,
+        "sql": _cmd_sql,
+        "export": _cmd_export,
+        "ddl": _cmd_ddl,
     }
     try:
         return handlers[args.command](args)
@@ -506,6 +650,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("proxylink: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `proxylink sql ... | head` closed the pipe: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         if args.debug:
             raise

@@ -104,6 +104,8 @@ def commit_partition(staged: StagedFiles, empty_schema: pa.Schema | None = None)
     current = pa.schema(table.schema().to_arrow())
     if [(f.name, _plain(f.type)) for f in current] != [(f.name, _plain(f.type)) for f in schema]:
         schema = _merge_schema(current, schema)
+    else:
+        schema = current  # keeps column metadata, e.g. comments a metastore wrote (proxylink ddl)
     changes: list[AddAction | RemoveAction] = list(actions)
     table.create_write_transaction(
         changes,

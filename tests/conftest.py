@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pytest
@@ -17,8 +17,32 @@ from helpers import PROXY, PROXY_PORT, frame, write_lake
 
 from jobs.config import load_config
 from jobs.run import RunReport, run_day
+from jobs.spark_session import SparkSettings, build_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 DAY = date(2026, 11, 1)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """The one Spark session of the test run: local[2], UTC (the session builder sets it), four
+    shuffle partitions, UI off. Started on first use, so polars-only runs never start a JVM."""
+    settings = SparkSettings(
+        master="local[2]",
+        app_name="proxylink-parity",
+        options={
+            "spark.sql.shuffle.partitions": "4",
+            "spark.ui.enabled": "false",
+            "spark.driver.memory": "2g",
+        },
+    )
+    # No skip: Java 17 is part of the set-up, and its absence must fail the suite loudly.
+    session = build_session(settings)
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(params=["polars"])

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,6 @@ from pyspark.sql import SparkSession
 from jobs import lake, publish, spark_lake
 from jobs.plan import plan_files
 from jobs.sample import SampleSpec, write_sample
-from jobs.spark_session import SparkSettings, build_session
 from jobs.suffixes import suffix_rules
 from transforms import schema as s
 from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
@@ -42,24 +40,6 @@ KEY = [s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID]
 OTHER = datetime(2026, 11, 1, 11, 0, tzinfo=UTC)
 MIDNIGHT = datetime(2026, 11, 1, 23, 59, 59, tzinfo=UTC)
 TO_MIDNIGHT = (MIDNIGHT - at(0)).total_seconds() * 1000
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    settings = SparkSettings(
-        master="local[2]",
-        app_name="proxylink-parity",
-        options={
-            "spark.sql.shuffle.partitions": "4",
-            "spark.ui.enabled": "false",
-            "spark.driver.memory": "2g",
-        },
-    )
-    # No skip: Java 17 is part of the set-up, and its absence must fail the suite loudly.
-    session = build_session(settings)
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 # --- the link edge cases of tests/test_link.py, one device each -------------------------------

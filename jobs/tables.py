@@ -1,0 +1,112 @@
+"""The published tables under a curated root, and DuckDB views that read them through the log.
+
+Every folder directly under the root that holds a `_delta_log` is a table named by its folder;
+bookkeeping folders (`_manifests`, `_reports`, ...) start with `_` and are skipped. So the
+analyst commands see each table the job publishes, including ones added later, without a list.
+
+Tables are read through `DeltaTable.to_pyarrow_dataset()`: exactly the files of the log's
+current version, never a folder glob (which also finds the files of replaced days). DuckDB's
+`delta` extension would do the same, but it is downloaded at `INSTALL` time and the PyPI
+packages that ship it are built for older DuckDB releases than the one pinned here, so it
+cannot be loaded offline. The Arrow dataset is lazy: DuckDB pushes projections and filters
+(partition pruning on `date`) into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import DeltaTable
+
+from jobs.errors import ConfigError, InputError
+from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+
+log = logging.getLogger(__name__)
+
+# The job's own tables come first in listings, in this order; any other table follows by name.
+KNOWN_ORDER: tuple[str, ...] = (CURATED_TABLE, REJECTS_TABLE)
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """One Delta table pinned at the version it had when it was opened."""
+
+    name: str
+    path: Path
+    table: DeltaTable
+
+    @property
+    def version(self) -> int:
+        return int(self.table.version())
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(self.table.schema().to_arrow())
+
+    def dataset(self) -> pads.Dataset:
+        """The live files of the pinned version, as a lazy Arrow dataset."""
+        return self.table.to_pyarrow_dataset()
+
+
+def table_names(root: Path) -> list[str]:
+    """Names of the Delta tables directly under `root`, the job's own first."""
+    if not root.is_dir():
+        raise InputError(f"curated root {root} does not exist (run `proxylink run` first)")
+    found = {
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(("_", ".")) and (p / "_delta_log").is_dir()
+    }
+    known = [n for n in KNOWN_ORDER if n in found]
+    return known + sorted(found - set(known))
+
+
+def open_tables(root: Path, only: Sequence[str] | None = None) -> list[PublishedTable]:
+    """Open every published table (or the named ones); no table at all is an input problem."""
+    names = table_names(root)
+    if not names:
+        raise InputError(f"no Delta tables under {root} (run `proxylink run` first)")
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ConfigError(
+                f"unknown table(s) {', '.join(unknown)}; published: {', '.join(names)}"
+            )
+        names = [n for n in names if n in only]
+    return [PublishedTable(n, root / n, DeltaTable(str(root / n))) for n in names]
+
+
+def connect(tables: Sequence[PublishedTable]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection in UTC where each table is a view of its name."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # timestamps print and export in UTC on any machine
+    for t in tables:
+        con.register(t.name, t.dataset())
+        log.debug("registered %s (version %d) from %s", t.name, t.version, t.path)
+    return con
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB identifier, quoted so that any folder name works."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_STREAM_FAILED = re.compile(r"reading the stream registered as '([^']*)' failed: (.*)", re.S)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def unreadable_table(exc: duckdb.Error, prefix: str = "") -> InputError | None:
+    """A data file of a table that cannot be read (corrupt, or removed under a running query)
+    is an input problem, not a mistake in the user's SQL."""
+    m = _STREAM_FAILED.search(_ANSI.sub("", str(exc)))
+    if m is None:
+        return None
+    detail = m[2].split(". Detail:")[0].split("\n")[0].strip()
+    return InputError(f"cannot read table {m[1].removeprefix(prefix)}: {detail}")
