@@ -67,6 +67,7 @@ class Run:
     wall_s: float
     peak_rss_mb: float
     exit_code: int
+    cpu_s: float = 0.0  # user + system CPU of the child and its descendants
     rows: int = 0
     methods: dict[str, int] = field(default_factory=dict)
     durations_s: dict[str, float] = field(default_factory=dict)
@@ -99,12 +100,13 @@ def parquet_rows(paths: Sequence[Path]) -> int:
 
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Summed RSS of `root` and all its descendants, from /proc (Linux)."""
+def _tree(root: int) -> dict[int, tuple[int, int]]:
+    """(RSS KiB, CPU ticks) of `root` and all its descendants, from /proc (Linux)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    usage: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -115,34 +117,45 @@ def _tree_rss_kb(root: int) -> int:
         fields = stat[stat.rindex(")") + 2 :].split()
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
-        rss[pid] = int(fields[21]) * PAGE_KB
-    total, todo = 0, [root]
+        usage[pid] = (int(fields[21]) * PAGE_KB, int(fields[11]) + int(fields[12]))
+    found: dict[int, tuple[int, int]] = {}
+    todo = [root]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        if pid in usage:
+            found[pid] = usage[pid]
         todo.extend(children.get(pid, []))
-    return total
+    return found
 
 
 class TreeSampler(threading.Thread):
-    """Samples the peak summed RSS of a process tree until stopped."""
+    """Samples a process tree until stopped: the peak of its summed RSS, and the CPU time each
+    process had used when last seen (a JVM's CPU time is not in the child's rusage)."""
 
     def __init__(self, pid: int, every_s: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.pid, self.every_s, self.peak_kb = pid, every_s, 0
+        self.cpu_ticks: dict[int, int] = {}
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.peak_kb = max(self.peak_kb, _tree_rss_kb(self.pid))
+            tree = _tree(self.pid)
+            self.peak_kb = max(self.peak_kb, sum(rss for rss, _ in tree.values()))
+            for pid, (_, ticks) in tree.items():
+                self.cpu_ticks[pid] = max(self.cpu_ticks.get(pid, 0), ticks)
             self.done.wait(self.every_s)
 
+    def descendants_cpu_s(self) -> float:
+        """CPU seconds of every process below the child itself."""
+        return sum(t for pid, t in self.cpu_ticks.items() if pid != self.pid) / TICKS
 
-def measure(cmd: list[str], workdir: Path) -> tuple[float, float, int]:
-    """Run `cmd` as a child; return (wall s, peak memory MB, exit code).
 
-    `os.wait4` gives the child's own peak (ru_maxrss, KiB on Linux); the sampler adds what its
-    descendants (the Spark JVM) hold at the same time.
+def measure(cmd: list[str], workdir: Path) -> tuple[float, float, float, int]:
+    """Run `cmd` as a child; return (wall s, peak memory MB, CPU s, exit code).
+
+    `os.wait4` gives the child's own peak (ru_maxrss, KiB on Linux) and CPU time; the sampler
+    adds what its descendants (the Spark JVM) hold and use.
     """
     with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
         t0 = time.perf_counter()
@@ -155,7 +168,8 @@ def measure(cmd: list[str], workdir: Path) -> tuple[float, float, int]:
         sampler.join()
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # already reaped: keep Popen from waiting again
-    return wall, max(usage.ru_maxrss, sampler.peak_kb) / 1024, code
+    cpu = usage.ru_utime + usage.ru_stime + sampler.descendants_cpu_s()
+    return wall, max(usage.ru_maxrss, sampler.peak_kb) / 1024, cpu, code
 
 
 def stderr_tail(workdir: Path, lines: int = 25) -> str:
@@ -173,8 +187,8 @@ def run_proxylink(lake: Path, workdir: Path, repeat: int, engine: str = "polars"
     cmd += ["--events", str(lake / "DeviceNetworkEvents"), "--curated", str(curated)]
     for proxy in PROXIES:
         cmd += ["--proxy", proxy]
-    wall, rss, code = measure(cmd, workdir)
-    run = Run(name, repeat, round(wall, 3), round(rss, 1), code)
+    wall, rss, cpu, code = measure(cmd, workdir)
+    run = Run(name, repeat, round(wall, 3), round(rss, 1), code, round(cpu, 2))
     if code != 0:
         raise ContenderFailed(f"{name} exited {code}:\n{stderr_tail(workdir)}")
     manifests = sorted((curated / "_manifests" / f"date={DAY.isoformat()}").glob("*.json"))
@@ -195,8 +209,8 @@ def run_duckdb(lake: Path, workdir: Path, repeat: int) -> Run:
     cmd += ["--events", str(lake / "DeviceNetworkEvents"), "--out", str(out)]
     for proxy in PROXIES:
         cmd += ["--proxy", proxy]
-    wall, rss, code = measure(cmd, workdir)
-    run = Run("duckdb", repeat, round(wall, 3), round(rss, 1), code)
+    wall, rss, cpu, code = measure(cmd, workdir)
+    run = Run("duckdb", repeat, round(wall, 3), round(rss, 1), code, round(cpu, 2))
     if code != 0:
         raise ContenderFailed(f"duckdb baseline exited {code}:\n{stderr_tail(workdir)}")
     query = "SELECT LinkMethod, count(*) FROM read_parquet(?) GROUP BY ALL"
@@ -257,6 +271,7 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "runs": len(mine),
             "median_wall_s": round(statistics.median(r.wall_s for r in mine), 3),
             "median_peak_rss_mb": round(statistics.median(r.peak_rss_mb for r in mine), 1),
+            "median_cpu_s": round(statistics.median(r.cpu_s for r in mine), 2),
         }
     summary["ratio_proxylink_over_duckdb"] = _ratio(runs, "proxylink", "duckdb")
     if "spark" in present:
@@ -267,11 +282,17 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
 def print_report(runs: list[Run], summary: dict[str, dict[str, Any]], lake_events: int) -> None:
     present = [n for n in CONTENDERS if n in summary]
     print()
-    print(f"{'contender':<12}{'median wall s':>15}{'median peak MB':>16}   runs (wall s)")
+    print(
+        f"{'contender':<12}{'median wall s':>15}{'median peak MB':>16}{'median CPU s':>14}"
+        "   runs (wall s)"
+    )
     for name in present:
         walls = ", ".join(f"{r.wall_s:.1f}" for r in runs if r.contender == name)
         s = summary[name]
-        print(f"{name:<12}{s['median_wall_s']:>15.2f}{s['median_peak_rss_mb']:>16.0f}   {walls}")
+        print(
+            f"{name:<12}{s['median_wall_s']:>15.2f}{s['median_peak_rss_mb']:>16.0f}"
+            f"{s['median_cpu_s']:>14.1f}   {walls}"
+        )
     for key, label in (
         ("ratio_proxylink_over_duckdb", "proxylink / duckdb"),
         ("ratio_spark_over_polars", "spark / polars"),
@@ -284,11 +305,16 @@ def print_report(runs: list[Run], summary: dict[str, dict[str, Any]], lake_event
                 f"peak memory {ratio['peak_rss']:.2f}"
             )
     if "spark" in summary:
+        # CPU seconds are what a cluster pays for, and unlike wall time they barely change when
+        # a neighbour loads this shared machine: the basis of the sizing estimate.
         cores = os.cpu_count() or 1
-        per_core = lake_events / (summary["spark"]["median_wall_s"] * cores)
+        sp = summary["spark"]
+        per_cpu = lake_events / sp["median_cpu_s"]
+        busy = sp["median_cpu_s"] / (sp["median_wall_s"] * cores)
         print(
-            f"spark throughput: {per_core:,.0f} events per core-second "
-            f"({lake_events:,} planned events, {cores} cores, whole run incl. JVM start)"
+            f"spark throughput: {per_cpu:,.0f} events per CPU-second "
+            f"({lake_events:,} planned events, {sp['median_cpu_s']:.0f} CPU s, whole run incl. "
+            f"JVM start); {cores} cores were {busy:.0%} busy"
         )
 
     for name in ("proxylink", "spark"):
