@@ -174,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_access_parsers(sub)
+
+    report = sub.add_parser(
+        "report", help="write day D's report: one self-contained HTML page with charts"
+    )
+    report.add_argument("--date", type=_day, required=True, help="the published UTC day")
+    report.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
+    report.add_argument("--curated", type=Path, help="root under which curated tables live")
+    report.add_argument(
+        "--days", type=_count, default=30, help="days of link-rate trend ending at D (30)"
+    )
+    report.add_argument(
+        "--out", type=Path, help="the HTML file (default <curated>/_reports/daily/<D>.html)"
+    )
     return parser
 
 
@@ -567,6 +580,17 @@ def _cmd_ddl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from jobs.report import write_report
+
+    overrides = {"curated": str(args.curated)} if args.curated is not None else None
+    config = load_config(args.conf, overrides)
+    if config.curated is None:
+        raise ConfigError("no curated path: set `curated:` in the config or pass --curated")
+    print(write_report(config.curated, args.date, args.days, args.out))
+    return EXIT_OK
+
+
 def _validation_line(report: RunReport) -> str:
     v = report.validation
     if v is None:
@@ -638,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sql": _cmd_sql,
         "export": _cmd_export,
         "ddl": _cmd_ddl,
+        "report": _cmd_report,
     }
     try:
         return handlers[args.command](args)
