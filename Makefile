@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATE ?= 2026-11-01
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,20 @@ demo: $(STAMP)
 	$(BIN)/proxylink sample --out demo/lake --devices 200 --start $(DEMO_DATE) --days 2
 	$(BIN)/proxylink run --conf conf/local.yaml --date $(DEMO_DATE)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# The report tests open the daily report in headless Chromium (Debian's package). As root on a
+# fresh machine this installs it; otherwise it says what to install (the tests fail without it).
+CHROMIUM_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+browser:
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Chromium for the report tests"; \
+	  apt-get update -qq && $(CHROMIUM_INSTALL); \
+	else \
+	  echo "make: the report tests need Chromium; as root run: apt-get update && $(CHROMIUM_INSTALL)" >&2; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
