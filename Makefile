@@ -21,6 +21,9 @@ demo: $(STAMP)
 	rm -rf demo
 	$(BIN)/proxylink sample --out demo/lake --devices 200 --start $(DEMO_DATE) --days 2
 	$(BIN)/proxylink run --conf conf/local.yaml --date $(DEMO_DATE)
+	$(BIN)/proxylink report --conf conf/local.yaml --date $(DEMO_DATE)
+	$(BIN)/proxylink sql --conf conf/local.yaml "SELECT Status, count(*) AS devices, \
+	  sum(ProxyLegs) AS proxy_legs FROM proxy_coverage GROUP BY Status ORDER BY devices DESC"
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q
