@@ -100,6 +100,17 @@ class PolarsRunner:
         self, built: Built, tables: dict[str, Path], day: date, run_id: str
     ) -> dict[str, list[Path]]:
         frames = {"connection_success": built.out.curated, "rejects": built.out.rejects}
+        return self._sink(built, frames, tables, day, run_id)
+
+    @staticmethod
+    def _sink(
+        built: Built,
+        frames: dict[str, pl.LazyFrame],
+        tables: dict[str, Path],
+        day: date,
+        run_id: str,
+    ) -> dict[str, list[Path]]:
+        """Stream each table's frame into one new Parquet file of partition D."""
         staged: dict[str, list[Path]] = {}
         for name, table in tables.items():
             path = publish.new_data_path(table, day, run_id)
@@ -123,13 +134,7 @@ class PolarsRunner:
         if built.out.evidence is None:
             raise RuntimeError("the polars engine returned no evidence rows")
         frames = PolarsEngine().aggregates(rows, built.out.evidence, rules, day)
-        staged: dict[str, list[Path]] = {}
-        for name, table in tables.items():
-            path = publish.new_data_path(table, day, run_id)
-            frame = frames[name].drop(s.PARTITION_DATE)
-            lake.guarded(built.files, partial(frame.sink_parquet, path, compression="zstd"))
-            staged[name] = [path]
-        return staged
+        return self._sink(built, frames, tables, day, run_id)
 
 
 class SparkRunner:
@@ -167,9 +172,17 @@ class SparkRunner:
     def stage(
         self, built: Built, tables: dict[str, Path], day: date, run_id: str
     ) -> dict[str, list[Path]]:
-        from jobs import spark_lake
 
         frames = {"connection_success": built.out.curated, "rejects": built.out.rejects}
+        return self._write(built, frames, tables, day, run_id)
+
+    @staticmethod
+    def _write(
+        built: Built, frames: dict[str, Any], tables: dict[str, Path], day: date, run_id: str
+    ) -> dict[str, list[Path]]:
+        """Spark writes each table's frame as part files of partition D."""
+        from jobs import spark_lake
+
         return {
             name: spark_lake.guarded(
                 built.files,
@@ -187,7 +200,6 @@ class SparkRunner:
         day: date,
         run_id: str,
     ) -> dict[str, list[Path]]:
-        from jobs import spark_lake
         from transforms.spark_engine.engine import SparkEngine
 
         if built.out.evidence is None:
@@ -197,13 +209,7 @@ class SparkRunner:
         else:
             rows = self.session.createDataFrame(_no_curated_rows().collect().to_arrow())
         frames = SparkEngine().aggregates(rows, built.out.evidence, rules, day)
-        return {
-            name: spark_lake.guarded(
-                built.files,
-                partial(spark_lake.write_parquet, frames[name], table, day, run_id, name),
-            )
-            for name, table in tables.items()
-        }
+        return self._write(built, frames, tables, day, run_id)
 
 
 def _no_curated_rows() -> pl.LazyFrame:
