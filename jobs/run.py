@@ -61,11 +61,15 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+PUBLISHED_TABLES = (CURATED_TABLE, REJECTS_TABLE, DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
+
+
 def fingerprint(
     planned: list[PlannedFile], config: Config, discovery: dict[str, Any] | None = None
 ) -> str:
-    """What day D's output depends on: the input files (path, size, modification time) and the
-    settings that change the rows. Equal fingerprints mean a rebuild would publish the same.
+    """What day D's output depends on: the input files (path, size, modification time), the
+    settings that change the rows and the tables this version publishes. Equal fingerprints
+    mean a rebuild would publish the same.
 
     With `proxies: auto`, `config` carries the discovered proxies and `discovery` the settings
     that found them: the same files and settings always discover the same set, so a status check
@@ -77,6 +81,9 @@ def fingerprint(
         "proxies": sorted(str(p) for p in params.proxies),
         "tolerance_ms": params.tolerance_ms,
         "clock_skew_ms": params.clock_skew_ms,
+        # A day published before a table existed, or with another suffix list, is rebuilt.
+        "tables": list(PUBLISHED_TABLES),
+        "public_suffix_list": describe_suffixes()["sha256"],
     }
     if discovery is not None:
         basis["discovery"] = discovery

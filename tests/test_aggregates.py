@@ -189,3 +189,23 @@ def test_coverage_counts_evidence_that_is_folded_unmatched_or_stands_alone(
     assert b["LinkRate"] == 0.0
     assert (c["DirectConnections"], c["ProxyLegs"], c["Status"]) == (1, 0, "direct-only")
     assert c["LinkRate"] is None
+
+
+def test_a_day_published_by_a_version_without_the_summary_tables_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly run skips days whose fingerprint is unchanged; the tables a version
+    publishes are part of it, so an upgrade fills in the new tables instead of skipping."""
+    from jobs import run as run_module
+
+    summary = write_sample(tmp_path / "lake", SampleSpec(devices=20, start=DAY, days=1, seed=4))
+    config = load_config(
+        Path("conf/local.yaml"),
+        {"events": str(summary.root), "curated": str(tmp_path / "curated")},
+    )
+    with monkeypatch.context() as older:
+        older.setattr(run_module, "PUBLISHED_TABLES", ("connection_success", "rejects"))
+        assert run_day(config, DAY).status == "published"
+        assert run_day(config, DAY).status == "skipped"
+    assert run_day(config, DAY).status == "published"
+    assert run_day(config, DAY).status == "skipped"
