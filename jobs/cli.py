@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser(
         "report", help="write day D's report: one self-contained HTML page with charts"
     )
-    report.add_argument("--date", type=_day, required=True, help="the published UTC day")
+    report.add_argument(
+        "--date", type=_day, help="the published UTC day (default: yesterday, UTC, like run)"
+    )
     report.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
     report.add_argument("--curated", type=Path, help="root under which curated tables live")
     report.add_argument(
@@ -587,7 +589,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     config = load_config(args.conf, overrides)
     if config.curated is None:
         raise ConfigError("no curated path: set `curated:` in the config or pass --curated")
-    print(write_report(config.curated, args.date, args.days, args.out))
+    from jobs.nightly import yesterday
+
+    day = args.date or yesterday(datetime.now(UTC))
+    print(write_report(config.curated, day, args.days, args.out))
     return EXIT_OK
 
 

@@ -22,6 +22,11 @@ def _proxylink_args(command: str) -> list[str]:
     return words[words.index(binary) + 1 :]
 
 
+def _commands(line: str) -> list[list[str]]:
+    """The proxylink argument lists of a shell line that chains commands with `&&`."""
+    return [_proxylink_args(part) for part in line.split("&&")]
+
+
 def test_cron_line_runs_a_valid_nightly_command() -> None:
     lines = [
         line
@@ -32,8 +37,9 @@ def test_cron_line_runs_a_valid_nightly_command() -> None:
     fields = line.split()
     minute, hour, dom, month, dow, user = fields[:6]
     assert (minute, hour, dom, month, dow, user) == ("15", "2", "*", "*", "*", "proxylink")
-    args = build_parser().parse_args(_proxylink_args(" ".join(fields[6:])))
-    assert args.command == "run" and args.date is None and args.lookback == 2
+    run, report = (build_parser().parse_args(a) for a in _commands(" ".join(fields[6:])))
+    assert run.command == "run" and run.date is None and run.lookback == 2
+    assert report.command == "report" and report.date is None, "yesterday, as the run"
 
 
 def test_systemd_units_parse_and_run_a_valid_command() -> None:
@@ -42,6 +48,8 @@ def test_systemd_units_parse_and_run_a_valid_command() -> None:
     assert service["Service"]["Type"] == "oneshot"
     args = build_parser().parse_args(_proxylink_args(service["Service"]["ExecStart"]))
     assert args.command == "run" and args.log_format == "json"
+    after = build_parser().parse_args(_proxylink_args(service["Service"]["ExecStartPost"]))
+    assert after.command == "report" and after.date is None
     timer = configparser.ConfigParser(strict=False, interpolation=None)
     timer.read(DEPLOY / "systemd" / "proxylink.timer")
     assert timer["Timer"]["OnCalendar"].endswith("02:15:00 UTC")
@@ -66,7 +74,12 @@ def test_airflow_dag_loads_with_one_daily_task_and_retries(
 
     class BashOperator:
         def __init__(self, **kwargs: Any) -> None:
-            made.setdefault("tasks", []).append(kwargs)
+            self.kwargs, self.downstream = kwargs, []
+            made.setdefault("tasks", []).append(self)
+
+        def __rshift__(self, other: BashOperator) -> BashOperator:
+            self.downstream.append(other)
+            return other
 
     airflow = types.ModuleType("airflow")
     airflow.DAG = DAG  # type: ignore[attr-defined]
@@ -85,8 +98,11 @@ def test_airflow_dag_loads_with_one_daily_task_and_retries(
     dag = made["dag"]
     assert dag["catchup"] is True and dag["max_active_runs"] == 1
     assert dag["default_args"]["retries"] >= 1
-    (task,) = made["tasks"]
-    command = task["bash_command"]
-    assert "--date {{ ds }}" in command, "the date comes from the logical date"
-    args = build_parser().parse_args(_proxylink_args(command.replace("{{ ds }}", "2026-11-01")))
-    assert args.command == "run" and str(args.date) == "2026-11-01"
+    build, report = made["tasks"]
+    assert build.downstream == [report], "the report follows the day's build"
+    for task, command_name in ((build, "run"), (report, "report")):
+        command = task.kwargs["bash_command"]
+        assert "--date {{ ds }}" in command, "the date comes from the logical date"
+        filled = command.replace("{{ ds }}", "2026-11-01")
+        args = build_parser().parse_args(_proxylink_args(filled))
+        assert args.command == command_name and str(args.date) == "2026-11-01"

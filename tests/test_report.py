@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -213,6 +213,10 @@ def test_a_day_without_a_published_run_is_one_line_and_exit_3(lake: Path) -> Non
     assert done.returncode == 3
     assert done.stderr.strip() == f"proxylink: error: no published run for 2026-11-09 under {lake}"
     assert not (lake / "_reports" / "daily" / "2026-11-09.html").exists()
+    # Without --date it reports yesterday (UTC), as `run` builds it: what schedules rely on.
+    done = cli("report", "--curated", str(lake))
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    assert done.returncode == 3 and f"no published run for {yesterday} " in done.stderr
 
 
 def test_a_day_published_before_the_summary_tables_renders_what_exists(

@@ -1,4 +1,5 @@
-"""Apache Airflow DAG: one proxylink run per day, the date taken from the run's logical date.
+"""Apache Airflow DAG: one proxylink run per day, the date taken from the run's logical date,
+then that day's HTML report.
 
 Copy this file into the DAGs folder of an Airflow 2.4+ deployment where `proxylink` is
 installed (set PROXYLINK_BIN and PROXYLINK_CONF in the environment or edit the defaults).
@@ -33,8 +34,15 @@ with DAG(
     },
     tags=["security", "defender", "proxylink"],
 ) as dag:
-    BashOperator(
+    build = BashOperator(
         task_id="build_day",
         # {{ ds }} is the logical date: the day the interval covers, i.e. the day to build.
         bash_command=f"{PROXYLINK} --log-format json run --conf {CONF} --date {{{{ ds }}}}",
     )
+    report = BashOperator(
+        task_id="report_day",
+        # The day's HTML report next to its validation report (<curated>/_reports/daily/).
+        bash_command=f"{PROXYLINK} --log-format json report --conf {CONF} --date {{{{ ds }}}}",
+        retries=1,
+    )
+    build >> report
