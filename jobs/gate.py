@@ -81,7 +81,8 @@ def validate_staged(
     staged: publish.Staged,
     out: DayOutput[pl.LazyFrame],
 ) -> ValidationReport:
-    """Run both suites on what this run is about to publish."""
+    """Run the suites on what this run is about to publish: input, connection_success and,
+    when staged, the two summary tables."""
     params = config.link_params()
     curated_paths = staged.files(CURATED_TABLE)
     rejects_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in staged.files(REJECTS_TABLE))
