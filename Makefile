@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/proxylink run --conf conf/local.yaml --date $(DEMO_DATE)
 	$(BIN)/proxylink report --conf conf/local.yaml --date $(DEMO_DATE)
 	$(BIN)/proxylink sql --conf conf/local.yaml "SELECT Status, count(*) AS devices, \
-	  sum(ProxyLegs) AS proxy_legs FROM proxy_coverage GROUP BY Status ORDER BY devices DESC"
+	  sum(ProxyLegs)::BIGINT AS proxy_legs FROM proxy_coverage GROUP BY Status ORDER BY devices DESC"
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q
