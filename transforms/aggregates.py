@@ -17,8 +17,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from transforms import schema as s
+
 DOMAIN_DAILY_TABLE: Final = "domain_daily"
 PROXY_COVERAGE_TABLE: Final = "proxy_coverage"
+SUMMARY_TABLES: Final = (DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
 
 # domain_daily
 REGISTERED_DOMAIN: Final = "RegisteredDomain"
@@ -49,9 +52,10 @@ STATUSES: Final = (STATUS_PROTECTED, STATUS_BLIND, STATUS_DIRECT_ONLY)
 # A RemoteUrl that is an address, not a name, or has an empty label, has no registered domain.
 NOT_A_NAME: Final = r"^(?:\d{1,3}(?:\.\d{1,3}){3}|.*:.*|\..*|.*\.|.*\.\..*)$"
 
+# The tables' columns in order; both engines select exactly these.
 DOMAIN_DAILY_COLUMNS: Final = (
-    "date",
-    "RemoteUrl",
+    s.PARTITION_DATE,
+    s.REMOTE_URL,
     REGISTERED_DOMAIN,
     DEVICES,
     CONNECTIONS,
@@ -62,9 +66,9 @@ DOMAIN_DAILY_COLUMNS: Final = (
     TOP_PROCESSES,
 )
 PROXY_COVERAGE_COLUMNS: Final = (
-    "date",
-    "DeviceId",
-    "DeviceName",
+    s.PARTITION_DATE,
+    s.DEVICE_ID,
+    s.DEVICE_NAME,
     CONNECTIONS,
     PROXY_LEGS,
     LINKED_SOCKET,

@@ -95,18 +95,12 @@ def domain_daily(curated: pl.LazyFrame, rules: SuffixRules, day: date) -> pl.Laz
     return (
         base.join(top, on=s.REMOTE_URL, how="left")
         .join(registered_domains(known, rules), on=s.REMOTE_URL, how="left")
-        .select(
+        .with_columns(
             pl.lit(day).alias(s.PARTITION_DATE),
-            s.REMOTE_URL,
-            a.REGISTERED_DOMAIN,
-            a.DEVICES,
-            a.CONNECTIONS,
-            a.PROXIED_CONNECTIONS,
             (pl.col(a.PROXIED_CONNECTIONS) / pl.col(a.CONNECTIONS)).alias(a.PROXIED_SHARE),
-            a.FIRST_SEEN,
-            a.LAST_SEEN,
             pl.col(a.TOP_PROCESSES).fill_null(pl.lit([], pl.List(pl.String))),
         )
+        .select(a.DOMAIN_DAILY_COLUMNS)
         .sort(s.REMOTE_URL)
     )
 
@@ -141,30 +135,15 @@ def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> 
         count(method == s.METHOD_EVIDENCE_ONLY).alias(a.EVIDENCE_ONLY),
         count(method == s.METHOD_DIRECT).alias(a.DIRECT_CONNECTIONS),
         count(pl.col("_ev")).alias(a.EVIDENCE_EVENTS),
-    )
-    # The name the device had last that day (renames happen); ties by the name itself.
-    names = (
-        rows.filter(pl.col(s.DEVICE_NAME).is_not_null())
-        .group_by(s.DEVICE_ID)
-        .agg(pl.col(s.DEVICE_NAME).sort_by([s.TIMESTAMP, s.DEVICE_NAME]).last())
+        # The name the device had last that day (renames happen); ties by the name itself.
+        pl.col(s.DEVICE_NAME).sort_by([s.TIMESTAMP, s.DEVICE_NAME]).drop_nulls().last(),
     )
     legs = pl.col(a.LINKED_SOCKET) + pl.col(a.LINKED_PROCESS) + pl.col(a.UNLINKED)
     linked = pl.col(a.LINKED_SOCKET) + pl.col(a.LINKED_PROCESS)
     return (
-        counts.join(names, on=s.DEVICE_ID, how="left")
-        .with_columns(legs.alias(a.PROXY_LEGS))
-        .select(
+        counts.with_columns(legs.alias(a.PROXY_LEGS))
+        .with_columns(
             pl.lit(day).alias(s.PARTITION_DATE),
-            s.DEVICE_ID,
-            s.DEVICE_NAME,
-            a.CONNECTIONS,
-            a.PROXY_LEGS,
-            a.LINKED_SOCKET,
-            a.LINKED_PROCESS,
-            a.UNLINKED,
-            a.EVIDENCE_ONLY,
-            a.DIRECT_CONNECTIONS,
-            a.EVIDENCE_EVENTS,
             pl.when(pl.col(a.PROXY_LEGS) > 0)
             .then(linked / pl.col(a.PROXY_LEGS))
             .alias(a.LINK_RATE),
@@ -175,5 +154,6 @@ def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> 
             .otherwise(pl.lit(a.STATUS_DIRECT_ONLY))
             .alias(a.STATUS),
         )
+        .select(a.PROXY_COVERAGE_COLUMNS)
         .sort(s.DEVICE_ID)
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from transforms import aggregates as a
@@ -16,12 +16,10 @@ from transforms import schema as s
 from transforms.psl import EXCEPTION, KIND, NORMAL, SUFFIX, WILDCARD, SuffixRules
 
 
-def _rules(spark: object, rules: SuffixRules) -> DataFrame:
-    from pyspark.sql import SparkSession
-
-    assert isinstance(spark, SparkSession)
-    frame = rules.frame()
-    return spark.createDataFrame(list(frame.iter_rows()), schema=f"{SUFFIX} string, {KIND} string")
+def _rules(spark: SparkSession, rules: SuffixRules) -> DataFrame:
+    return spark.createDataFrame(
+        list(rules.frame().iter_rows()), schema=f"{SUFFIX} string, {KIND} string"
+    )
 
 
 def _tail(labels: Column, n: Column) -> Column:
@@ -101,20 +99,16 @@ def domain_daily(curated: DataFrame, rules: SuffixRules, day: date) -> DataFrame
     return (
         base.join(top, on=s.REMOTE_URL, how="left")
         .join(registered_domains(known, rules), on=s.REMOTE_URL, how="left")
-        .select(
-            F.lit(day).alias(s.PARTITION_DATE),
-            s.REMOTE_URL,
-            a.REGISTERED_DOMAIN,
-            a.DEVICES,
-            a.CONNECTIONS,
-            a.PROXIED_CONNECTIONS,
-            (F.col(a.PROXIED_CONNECTIONS) / F.col(a.CONNECTIONS)).alias(a.PROXIED_SHARE),
-            a.FIRST_SEEN,
-            a.LAST_SEEN,
-            F.coalesce(F.col(a.TOP_PROCESSES), F.array().cast("array<string>")).alias(
-                a.TOP_PROCESSES
-            ),
+        .withColumns(
+            {
+                s.PARTITION_DATE: F.lit(day),
+                a.PROXIED_SHARE: F.col(a.PROXIED_CONNECTIONS) / F.col(a.CONNECTIONS),
+                a.TOP_PROCESSES: F.coalesce(
+                    F.col(a.TOP_PROCESSES), F.array().cast("array<string>")
+                ),
+            }
         )
+        .select(*a.DOMAIN_DAILY_COLUMNS)
     )
 
 
@@ -152,21 +146,16 @@ def proxy_coverage(curated: DataFrame, evidence: DataFrame, day: date) -> DataFr
     )
     legs = F.col(a.LINKED_SOCKET) + F.col(a.LINKED_PROCESS) + F.col(a.UNLINKED)
     linked = F.col(a.LINKED_SOCKET) + F.col(a.LINKED_PROCESS)
-    return counts.withColumn(a.PROXY_LEGS, legs).select(
-        F.lit(day).alias(s.PARTITION_DATE),
-        s.DEVICE_ID,
-        s.DEVICE_NAME,
-        a.CONNECTIONS,
-        a.PROXY_LEGS,
-        a.LINKED_SOCKET,
-        a.LINKED_PROCESS,
-        a.UNLINKED,
-        a.EVIDENCE_ONLY,
-        a.DIRECT_CONNECTIONS,
-        a.EVIDENCE_EVENTS,
-        F.when(F.col(a.PROXY_LEGS) > 0, linked / F.col(a.PROXY_LEGS)).alias(a.LINK_RATE),
-        F.when(F.col(a.EVIDENCE_EVENTS) > 0, F.lit(a.STATUS_PROTECTED))
-        .when(F.col(a.PROXY_LEGS) > 0, F.lit(a.STATUS_BLIND))
-        .otherwise(F.lit(a.STATUS_DIRECT_ONLY))
-        .alias(a.STATUS),
+    return (
+        counts.withColumn(a.PROXY_LEGS, legs)
+        .withColumns(
+            {
+                s.PARTITION_DATE: F.lit(day),
+                a.LINK_RATE: F.when(F.col(a.PROXY_LEGS) > 0, linked / F.col(a.PROXY_LEGS)),
+                a.STATUS: F.when(F.col(a.EVIDENCE_EVENTS) > 0, F.lit(a.STATUS_PROTECTED))
+                .when(F.col(a.PROXY_LEGS) > 0, F.lit(a.STATUS_BLIND))
+                .otherwise(F.lit(a.STATUS_DIRECT_ONLY)),
+            }
+        )
+        .select(*a.PROXY_COVERAGE_COLUMNS)
     )
