@@ -187,3 +187,26 @@ def proxy_coverage_profile(staged: pl.LazyFrame, curated_rows: int, legs: int) -
         frame,
         {"totals_ok": totals_ok, "blind_share": blind / with_legs if with_legs else 0.0},
     )
+
+
+def summary_profiles(
+    tables: Mapping[str, pl.LazyFrame],
+    curated: pl.DataFrame,
+    counts: Mapping[str, int],
+    settings: SuiteSettings,
+) -> dict[str, pl.DataFrame]:
+    """The profiles of the summary tables given (staged or published rows of day D), each
+    checked against the curated profile it must add up to; suites are named by their table."""
+    out: dict[str, pl.DataFrame] = {}
+    if a.DOMAIN_DAILY_TABLE in tables:
+        with_url = curated.filter(pl.col(s.REMOTE_URL).is_not_null())["rows"].sum()
+        out[a.DOMAIN_DAILY_TABLE] = domain_daily_profile(
+            tables[a.DOMAIN_DAILY_TABLE], settings, int(with_url or 0)
+        )
+    if a.PROXY_COVERAGE_TABLE in tables:
+        out[a.PROXY_COVERAGE_TABLE] = proxy_coverage_profile(
+            tables[a.PROXY_COVERAGE_TABLE],
+            int(curated["rows"].sum() or 0),
+            int(counts.get("legs", 0)),
+        )
+    return out

@@ -30,6 +30,7 @@ from jobs.errors import (
 from jobs.nightly import DayOutcome
 from jobs.plan import parse_day
 from jobs.run import RunReport
+from transforms.aggregates import SUMMARY_TABLES
 from transforms.engine import ENGINES, EngineUnavailable
 from transforms.params import parse_proxy
 
@@ -318,11 +319,7 @@ def _summary(report: RunReport, seconds: float) -> str:
         ),
         f"  table:    {report.tables['connection_success']}",
         f"  rejects:  {report.tables['rejects']}",
-        *[
-            f"  summary:  {report.tables[name]}"
-            for name in ("domain_daily", "proxy_coverage")
-            if name in report.tables
-        ],
+        *[f"  summary:  {report.tables[name]}" for name in SUMMARY_TABLES if name in report.tables],
         f"  manifest: {report.manifest}",
     ]
     if report.validation is not None:

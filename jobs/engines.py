@@ -130,7 +130,7 @@ class PolarsRunner:
     ) -> dict[str, list[Path]]:
         from transforms.polars_engine.engine import PolarsEngine
 
-        rows = pl.scan_parquet(curated) if curated else _no_curated_rows()
+        rows = publish.staged_rows(curated)
         if built.out.evidence is None:
             raise RuntimeError("the polars engine returned no evidence rows")
         frames = PolarsEngine().aggregates(rows, built.out.evidence, rules, day)
@@ -172,7 +172,6 @@ class SparkRunner:
     def stage(
         self, built: Built, tables: dict[str, Path], day: date, run_id: str
     ) -> dict[str, list[Path]]:
-
         frames = {"connection_success": built.out.curated, "rejects": built.out.rejects}
         return self._write(built, frames, tables, day, run_id)
 
@@ -207,23 +206,9 @@ class SparkRunner:
         if curated:
             rows = self.session.read.parquet(*[str(p) for p in curated])
         else:
-            rows = self.session.createDataFrame(_no_curated_rows().collect().to_arrow())
+            rows = self.session.createDataFrame(publish.staged_rows([]).collect().to_arrow())
         frames = SparkEngine().aggregates(rows, built.out.evidence, rules, day)
         return self._write(built, frames, tables, day, run_id)
-
-
-def _no_curated_rows() -> pl.LazyFrame:
-    """The curated columns the aggregates read, for a day that staged no curated file."""
-    return pl.LazyFrame(
-        schema={
-            s.DEVICE_ID: pl.String,
-            s.DEVICE_NAME: pl.String,
-            s.TIMESTAMP: pl.Datetime("us", "UTC"),
-            s.REMOTE_URL: pl.String,
-            s.IS_PROXIED: pl.Boolean,
-            s.LINK_METHOD: pl.String,
-        }
-    )
 
 
 def runner_for(config: Config) -> Runner:

@@ -16,13 +16,12 @@ import pyarrow.parquet as pq
 
 from expectations.profiles import (
     curated_profile,
-    domain_daily_profile,
     example_filters,
     example_rows,
-    proxy_coverage_profile,
+    summary_profiles,
 )
 from expectations.runner import ValidationReport, validate
-from expectations.suites import COVERAGE_SUITE, CURATED_SUITE, DOMAIN_SUITE, INPUT_SUITE
+from expectations.suites import CURATED_SUITE, INPUT_SUITE
 from jobs import publish
 from jobs.config import Config
 from jobs.discover import recorded_proxies
@@ -30,7 +29,7 @@ from jobs.errors import InputError, ValidationFailed
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.timing import Timer
 from transforms import schema as s
-from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
+from transforms.aggregates import SUMMARY_TABLES
 from transforms.engine import DayOutput
 from transforms.params import DayWindow
 
@@ -59,21 +58,6 @@ def publish_gated(
         return validation, staged.commit()
 
 
-# What the curated profile reads, for a day that staged no file at all.
-_EMPTY_SCHEMA: dict[str, pl.DataType] = {
-    s.DEVICE_ID: pl.String(),
-    s.TIMESTAMP: pl.Datetime("us", "UTC"),
-    s.REPORT_ID: pl.Int64(),
-    s.ACTION_TYPE: pl.String(),
-    s.LINK_METHOD: pl.String(),
-    s.IS_PROXIED: pl.Boolean(),
-    s.PROXY_IP: pl.String(),
-    s.PROXY_PORT: pl.Int32(),
-    s.REMOTE_URL: pl.String(),
-    s.LINK_DELTA_MS: pl.Int64(),
-}
-
-
 def validate_staged(
     config: Config,
     window: DayWindow,
@@ -84,35 +68,19 @@ def validate_staged(
     """Run the suites on what this run is about to publish: input, connection_success and,
     when staged, the two summary tables."""
     params = config.link_params()
-    curated_paths = staged.files(CURATED_TABLE)
     rejects_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in staged.files(REJECTS_TABLE))
-    staged_rows = (
-        pl.scan_parquet(curated_paths) if curated_paths else pl.LazyFrame(schema=_EMPTY_SCHEMA)
-    )
+    staged_rows = publish.staged_rows(staged.files(CURATED_TABLE))
     link_rate = float(out.link_stats.get("link_rate_devices_with_evidence", 0.0))
     curated = curated_profile(staged_rows, params.proxies, out.counts, rejects_rows, link_rate)
     settings = config.expectations.settings(window, params.tolerance_ms)
     profiles = {INPUT_SUITE: out.input_profile, CURATED_SUITE: curated}
-    # The summary tables are checked against the curated rows they were computed from.
-    if DOMAIN_DAILY_TABLE in staged.tables:
-        with_url = curated.filter(pl.col(s.REMOTE_URL).is_not_null())["rows"].sum()
-        profiles[DOMAIN_SUITE] = domain_daily_profile(
-            _scan(staged.files(DOMAIN_DAILY_TABLE)), settings, int(with_url or 0)
-        )
-    if PROXY_COVERAGE_TABLE in staged.tables:
-        profiles[COVERAGE_SUITE] = proxy_coverage_profile(
-            _scan(staged.files(PROXY_COVERAGE_TABLE)),
-            int(curated["rows"].sum() or 0),
-            int(out.counts.get("legs", 0)),
-        )
+    summaries: dict[str, pl.LazyFrame] = {
+        name: pl.scan_parquet(staged.files(name))
+        for name in SUMMARY_TABLES
+        if name in staged.tables
+    }
+    profiles |= summary_profiles(summaries, curated, out.counts, settings)
     return validate(profiles, settings, reports_dir(config), run_id)
-
-
-def _scan(paths: list[Path]) -> pl.LazyFrame:
-    """The staged files of one table; a day that staged none reads as an empty frame."""
-    if not paths:
-        raise InputError("a summary table staged no file")
-    return pl.scan_parquet(paths)
 
 
 def failure_examples(
@@ -207,17 +175,14 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
     settings = config.expectations.settings(window, params.tolerance_ms)
     profiles = {INPUT_SUITE: pl.DataFrame(manifest["input_profile"]), CURATED_SUITE: curated}
     # Days published before the summary tables existed have none to check.
-    summaries = manifest.get("tables", {})
+    recorded = manifest.get("tables", {})
     try:
-        if DOMAIN_DAILY_TABLE in summaries:
-            with_url = curated.filter(pl.col(s.REMOTE_URL).is_not_null())["rows"].sum()
-            domains = pl.scan_delta(str(curated_root / DOMAIN_DAILY_TABLE)).filter(date_filter)
-            profiles[DOMAIN_SUITE] = domain_daily_profile(domains, settings, int(with_url or 0))
-        if PROXY_COVERAGE_TABLE in summaries:
-            devices = pl.scan_delta(str(curated_root / PROXY_COVERAGE_TABLE)).filter(date_filter)
-            profiles[COVERAGE_SUITE] = proxy_coverage_profile(
-                devices, int(curated["rows"].sum() or 0), int(counts.get("legs", 0))
-            )
+        summaries: dict[str, pl.LazyFrame] = {
+            name: pl.scan_delta(str(curated_root / name)).filter(date_filter)
+            for name in SUMMARY_TABLES
+            if name in recorded
+        }
+        profiles |= summary_profiles(summaries, curated, counts, settings)
     except Exception as exc:
         raise InputError(f"cannot read the summary tables under {curated_root}: {exc}") from None
     run_name = "validate-" + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
@@ -41,6 +42,28 @@ class StagedFiles:
     @property
     def rows(self) -> int:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
+
+
+# The curated columns the validation profile and the summary tables read, for a day whose
+# engine staged no curated file at all.
+EMPTY_CURATED_SCHEMA: dict[str, pl.DataType] = {
+    s.DEVICE_ID: pl.String(),
+    s.DEVICE_NAME: pl.String(),
+    s.TIMESTAMP: pl.Datetime("us", "UTC"),
+    s.REPORT_ID: pl.Int64(),
+    s.ACTION_TYPE: pl.String(),
+    s.LINK_METHOD: pl.String(),
+    s.IS_PROXIED: pl.Boolean(),
+    s.PROXY_IP: pl.String(),
+    s.PROXY_PORT: pl.Int32(),
+    s.REMOTE_URL: pl.String(),
+    s.LINK_DELTA_MS: pl.Int64(),
+}
+
+
+def staged_rows(paths: list[Path]) -> pl.LazyFrame:
+    """The rows of a table's staged files; no file reads as no rows."""
+    return pl.scan_parquet(paths) if paths else pl.LazyFrame(schema=EMPTY_CURATED_SCHEMA)
 
 
 def new_data_path(table: Path, day: date, run_id: str, part: int = 0) -> Path:

@@ -32,7 +32,7 @@ from jobs.suffixes import describe as describe_suffixes
 from jobs.suffixes import suffix_rules
 from jobs.timing import Timer
 from transforms import schema as s
-from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
+from transforms.aggregates import SUMMARY_TABLES
 from transforms.params import DayWindow
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-PUBLISHED_TABLES = (CURATED_TABLE, REJECTS_TABLE, DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
+PUBLISHED_TABLES = (CURATED_TABLE, REJECTS_TABLE, *SUMMARY_TABLES)
 
 
 def fingerprint(
@@ -156,14 +156,8 @@ def _run_locked(
     with timer.step("link"):
         built = runner.build(planned, window, params, config.input.on_corrupt_file)
     out = built.out
-    tables = {
-        CURATED_TABLE: curated_root / CURATED_TABLE,
-        REJECTS_TABLE: curated_root / REJECTS_TABLE,
-    }
-    summaries = {
-        DOMAIN_DAILY_TABLE: curated_root / DOMAIN_DAILY_TABLE,
-        PROXY_COVERAGE_TABLE: curated_root / PROXY_COVERAGE_TABLE,
-    }
+    tables = {name: curated_root / name for name in (CURATED_TABLE, REJECTS_TABLE)}
+    summaries = {name: curated_root / name for name in SUMMARY_TABLES}
     with timer.step("write"):
         written = runner.stage(built, tables, day, run_id)
     with timer.step("aggregate"):

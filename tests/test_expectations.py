@@ -28,7 +28,7 @@ from jobs.gate import publish_gated
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.run import run_day
 from transforms import schema as s
-from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE, SUMMARY_TABLES
 from transforms.engine import DayOutput
 from transforms.params import DayWindow
 
@@ -91,10 +91,7 @@ def _stage(
 
 
 def _good_summaries(root: Path) -> dict[str, pl.DataFrame]:
-    return {
-        name: pl.read_delta(str(root / name)).drop("date")
-        for name in (DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
-    }
+    return {name: pl.read_delta(str(root / name)).drop("date") for name in SUMMARY_TABLES}
 
 
 def _manifest(root: Path) -> dict[str, Any]:
