@@ -33,9 +33,12 @@ def suffix_rules() -> SuffixRules:
     return parse_rules(_text())
 
 
+@cache
+def _digest() -> str:
+    return hashlib.sha256(_text().encode("utf-8")).hexdigest()[:16]
+
+
 def describe() -> dict[str, str]:
-    """Which list a run used, for the manifest."""
-    return {
-        "package": f"{PACKAGE} {metadata.version(PACKAGE)}",
-        "sha256": hashlib.sha256(_text().encode("utf-8")).hexdigest()[:16],
-    }
+    """Which list a run used, for the manifest and the fingerprint (hashed once per process:
+    `status` fingerprints every day)."""
+    return {"package": f"{PACKAGE} {metadata.version(PACKAGE)}", "sha256": _digest()}
