@@ -74,10 +74,8 @@ def curated_profile(
         "accounted_rows": staged_rows + rejects_rows + filtered,
         "link_rate_devices_with_evidence": link_rate,
     }
-    if profile.is_empty():  # an empty day still has counts to reconcile
-        profile = pl.DataFrame([{c: None for c in profile.columns}], schema=profile.schema)
-        profile = profile.with_columns(pl.lit(0).cast(profile.schema["rows"]).alias("rows"))
-    return profile.with_columns(pl.lit(v).alias(k) for k, v in constants.items())
+    # An empty day still has counts to reconcile: its one row counts 0 rows.
+    return _with_constants(profile, constants, zero=("rows",))
 
 
 def example_filters(settings: SuiteSettings, proxies: tuple[ProxyRule, ...]) -> dict[str, pl.Expr]:
@@ -109,10 +107,14 @@ def _key_ok(column: str) -> pl.Expr:
     return pl.col(column).is_not_null() & ~pl.col(column).is_duplicated()
 
 
-def _with_constants(profile: pl.DataFrame, constants: Mapping[str, object]) -> pl.DataFrame:
-    """Constant columns for the table-level checks; an empty table still gets one row."""
+def _with_constants(
+    profile: pl.DataFrame, constants: Mapping[str, object], zero: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """Constant columns for the table-level checks; an empty table still gets one row, null
+    but for the `zero` columns."""
     if profile.is_empty():
         profile = pl.DataFrame([{c: None for c in profile.columns}], schema=profile.schema)
+        profile = profile.with_columns(pl.lit(0).cast(profile.schema[c]).alias(c) for c in zero)
     return profile.with_columns(pl.lit(v).alias(k) for k, v in constants.items())
 
 
