@@ -1146,7 +1146,7 @@ def _hour_table(
             s.PROTOCOL: pa.array(PROTOCOLS).take(pa.array(ev.proto[idx])),
             s.PROCESS_ID: pa.array(np.where(has_proc, world.proc_pid[p], 0), type=pa.int64()),
             s.PROCESS_CREATION: pa.array(world.proc_created[p], mask=~has_proc, type=TS_TYPE),
-            "InitiatingProcessFileName": _take(names, np.where(has_proc, world.proc_name[p], NULL)),
+            s.PROCESS_FILE_NAME: _take(names, np.where(has_proc, world.proc_name[p], NULL)),
             "InitiatingProcessAccountName": _take(
                 world.accounts,
                 np.where(has_proc, _mixed(world.proc_account[p], ev.account_mix[idx]), NULL),

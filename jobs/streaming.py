@@ -59,7 +59,7 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("InitiatingProcessSHA1", STRING),
     ("InitiatingProcessSHA256", STRING),
     ("InitiatingProcessMD5", STRING),
-    ("InitiatingProcessFileName", STRING),
+    (s.PROCESS_FILE_NAME, STRING),
     ("InitiatingProcessFileSize", LONG),
     ("InitiatingProcessVersionInfoCompanyName", STRING),
     ("InitiatingProcessVersionInfoProductName", STRING),
