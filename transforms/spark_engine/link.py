@@ -58,17 +58,27 @@ def _bucket(tol_us: int) -> Column:
     return (us - F.pmod(us, F.lit(2 * tol_us))) / (2 * tol_us)
 
 
+# The socket and process columns both sides of a pair carry, as `leg_*` and `ev_*`.
+_SIDE = {
+    "port": s.LOCAL_PORT,
+    "ts": s.TIMESTAMP,
+    "rid": s.REPORT_ID,
+    "ip": s.REMOTE_IP,
+    "rport": s.REMOTE_PORT,
+    "pid": s.PROCESS_ID,
+    "pct": s.PROCESS_CREATION,
+}
+
+
+def _side(prefix: str) -> list[Column]:
+    return [F.col(column).alias(f"{prefix}_{name}") for name, column in _SIDE.items()]
+
+
 def _legs(events: DataFrame, tol_us: int) -> DataFrame:
     return events.filter(F.col(ROLE) == LEG).select(
         F.col(ID).alias(LEG_ID),
         DEV,
-        F.col(s.LOCAL_PORT).alias("leg_port"),
-        F.col(s.TIMESTAMP).alias("leg_ts"),
-        F.col(s.REPORT_ID).alias("leg_rid"),
-        F.col(s.REMOTE_IP).alias("leg_ip"),
-        F.col(s.REMOTE_PORT).alias("leg_rport"),
-        F.col(s.PROCESS_ID).alias("leg_pid"),
-        F.col(s.PROCESS_CREATION).alias("leg_pct"),
+        *_side("leg"),
         _bucket(tol_us).cast("bigint").alias("bucket"),
     )
 
@@ -82,13 +92,7 @@ def _evidence(events: DataFrame, tol_us: int) -> DataFrame:
         F.when(role == NP2, F.lit(NP)).otherwise(role).alias(KIND),
         F.col(DOMAIN).alias("domain"),
         F.col(TARGET_PORT).alias("target_port"),
-        F.col(s.LOCAL_PORT).alias("ev_port"),
-        F.col(s.TIMESTAMP).alias("ev_ts"),
-        F.col(s.REPORT_ID).alias("ev_rid"),
-        F.col(s.REMOTE_IP).alias("ev_ip"),
-        F.col(s.REMOTE_PORT).alias("ev_rport"),
-        F.col(s.PROCESS_ID).alias("ev_pid"),
-        F.col(s.PROCESS_CREATION).alias("ev_pct"),
+        *_side("ev"),
         _bucket(tol_us).cast("bigint").alias("bucket"),
         (F.pmod(micros(s.TIMESTAMP), F.lit(2 * tol_us)) < tol_us).alias("early"),
     )
