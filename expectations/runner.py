@@ -15,8 +15,10 @@ import shutil
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,8 @@ class ValidationReport:
     pages: list[Path]
     duration_s: float
     error: str | None = None
+    # When validation could not run: the whole traceback, so the manifest alone explains it.
+    traceback: str | None = None
 
     @property
     def critical_failures(self) -> list[CheckResult]:
@@ -73,6 +77,7 @@ class ValidationReport:
         return {
             "passed": self.passed,
             "error": self.error,
+            "traceback": self.traceback,
             "duration_s": round(self.duration_s, 3),
             "critical_failures": [r.id for r in self.critical_failures],
             "warnings": [r.id for r in self.warnings],
@@ -108,25 +113,58 @@ def _to_pandas(frame: pl.DataFrame) -> Any:
 
 
 def validate(
-    profiles: dict[str, pl.DataFrame], settings: SuiteSettings, docs: Path, run_name: str
+    profiles: dict[str, pl.DataFrame],
+    settings: SuiteSettings,
+    docs: Path,
+    run_name: str,
+    run_time: datetime,
 ) -> ValidationReport:
-    """Validate each suite's profile; render one Data Docs page per suite for this run."""
+    """Validate each suite's profile; render one Data Docs page per suite for this run.
+
+    great-expectations parses run names as dates wherever it is not handed a time (the run key)
+    and again when it titles a Data Docs page. A run id whose random suffix starts with four
+    digits (`20261203T121529Z-4422ad`) then reads as a UTC offset of +44:22, and the validation
+    fails. So it is handed `run_time` (UTC) and a name no date parser reads (`gx_run_name`).
+    """
     t0 = time.perf_counter()
     try:
-        results = _run(profiles, settings, docs, run_name)
+        results = _run(profiles, settings, docs, run_name, run_time)
     except Exception as exc:  # great-expectations raises many types; none may escape as a crash
         first = str(exc).splitlines()[0] if str(exc) else ""
         log.debug("great-expectations failed", exc_info=True)
         failed = ValidationReport(
-            [], [], time.perf_counter() - t0, f"{type(exc).__name__}: {first}"
+            [],
+            [],
+            time.perf_counter() - t0,
+            f"{type(exc).__name__}: {first}",
+            traceback=traceback.format_exc(),
         )
         with contextlib.suppress(OSError):
             failed.pages = [write_summary(failed, docs, run_name)]
         return failed
-    suite_pages = sorted((docs / "validations").glob(f"*/{run_name}/**/*.html"))
+    suite_pages = sorted((docs / "validations").glob(f"*/{gx_run_name(run_name)}/**/*.html"))
     report = ValidationReport(results, suite_pages, time.perf_counter() - t0)
     report.pages = [write_summary(report, docs, run_name), *suite_pages]
     return report
+
+
+def _utc(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError("run_time must be timezone-aware")
+    return when.astimezone(UTC)
+
+
+def gx_run_name(run_name: str) -> str:
+    """The name great-expectations files a run under (its Data Docs folder): ours, prefixed so
+    that no date parser takes it for a time."""
+    return f"run-{run_name}"
+
+
+def run_identifier(run_name: str, run_time: datetime) -> Any:
+    """great-expectations' key of one run, with the time given rather than parsed."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    return RunIdentifier(run_name=gx_run_name(run_name), run_time=_utc(run_time))
 
 
 def write_summary(report: ValidationReport, docs: Path, run_name: str) -> Path:
@@ -164,14 +202,17 @@ tr.failed{{background:#f8d0d0}}tr.warning{{background:#fff1c2}}</style></head><b
 
 
 def _run(
-    profiles: dict[str, pl.DataFrame], settings: SuiteSettings, docs: Path, run_name: str
+    profiles: dict[str, pl.DataFrame],
+    settings: SuiteSettings,
+    docs: Path,
+    run_name: str,
+    run_time: datetime,
 ) -> list[CheckResult]:
     _import_gx()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import great_expectations as gx
         import great_expectations.expectations as gxe
-        from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
     for name in list(logging.root.manager.loggerDict):
@@ -221,7 +262,7 @@ def _run(
         )
         run = checkpoint.run(
             batch_parameters={"dataframe": _to_pandas(frame)},
-            run_id=RunIdentifier(run_name=run_name),
+            run_id=run_identifier(run_name, run_time),
         )
         for result in run.run_results.values():
             for r in result.results:

@@ -41,15 +41,20 @@ def publish_gated(
     staged: publish.Staged,
     out: DayOutput[pl.LazyFrame],
     timer: Timer | None = None,
+    run_time: datetime | None = None,
 ) -> tuple[ValidationReport, dict[str, int]]:
     """Validate the staged files and commit them only if no critical expectation fails.
+
+    `run_time` is when the run started (now if not given); the validation reports carry it.
 
     On a critical failure the staged files are removed, the tables keep their current version
     and ValidationFailed (exit code 1) says which expectations failed, with example rows.
     """
     timer = timer or Timer(None)
     with timer.step("validate"):
-        validation = validate_staged(config, window, run_id, staged, out)
+        validation = validate_staged(
+            config, window, run_id, staged, out, run_time or datetime.now(UTC)
+        )
     if not validation.passed:
         examples = failure_examples(config, window, validation, staged)
         staged.discard()
@@ -64,6 +69,7 @@ def validate_staged(
     run_id: str,
     staged: publish.Staged,
     out: DayOutput[pl.LazyFrame],
+    run_time: datetime,
 ) -> ValidationReport:
     """Run the suites on what this run is about to publish: input, connection_success and,
     when staged, the two summary tables."""
@@ -80,7 +86,7 @@ def validate_staged(
         if name in staged.tables
     }
     profiles |= summary_profiles(summaries, curated, out.counts, settings)
-    return validate(profiles, settings, reports_dir(config), run_id)
+    return validate(profiles, settings, reports_dir(config), run_id, run_time)
 
 
 def failure_examples(
@@ -185,5 +191,6 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
         profiles |= summary_profiles(summaries, curated, counts, settings)
     except Exception as exc:
         raise InputError(f"cannot read the summary tables under {curated_root}: {exc}") from None
-    run_name = "validate-" + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return validate(profiles, settings, reports_dir(config), run_name)
+    when = now or datetime.now(UTC)
+    run_name = "validate-" + when.strftime("%Y%m%dT%H%M%SZ")
+    return validate(profiles, settings, reports_dir(config), run_name, when)

@@ -168,7 +168,9 @@ def _run_locked(
     staged = publish.Staged({name: (tables[name], written[name]) for name in tables}, day)
     failure: ValidationFailed | None = None
     try:
-        validation, versions_published = publish_gated(config, window, run_id, staged, out, timer)
+        validation, versions_published = publish_gated(
+            config, window, run_id, staged, out, timer, run_time=started
+        )
     except ValidationFailed as exc:
         failure, validation, versions_published = exc, exc.validation, {}
     report = RunReport(

@@ -46,6 +46,7 @@ MAX_OFFSET_US: Final = 3_900_000  # evidence stays within ±4 s of its leg (job 
 NULL: Final = -1
 EMPTY: Final = 0
 PORT_ABC: Final = -2  # LocalPort code written as the string "abc" (bad row)
+BAD_ROWS_FILE_MIN: Final = 400  # an hour file gets a bad row only if it has this many others
 INT64_MAX: Final = np.iinfo(np.int64).max
 
 TS_TYPE: Final = pa.timestamp("us", tz="UTC")
@@ -815,7 +816,12 @@ def _build_events(
 
     blocks.extend(_noise_blocks(rng, world, c, direct))
     n_rows = sum(len(b["ts"]) for b in blocks)
-    bad, bad_no_device = _bad_block(rng, world, n_rows, string_hours)
+    hours, per_hour = np.unique(
+        np.concatenate([b["ts"] for b in blocks]) // HOUR_US, return_counts=True
+    )
+    bad, bad_no_device = _bad_block(
+        rng, world, n_rows, string_hours, hours[per_hour >= BAD_ROWS_FILE_MIN]
+    )
     blocks.append(bad)
     firsts = np.cumsum([0] + [len(b["ts"]) for b in blocks])
 
@@ -931,25 +937,35 @@ def _noise_blocks(
 
 
 def _bad_block(
-    rng: Rng, world: _World, n_rows: int, string_hours: Array
+    rng: Rng, world: _World, n_rows: int, string_hours: Array, busy_hours: Array
 ) -> tuple[dict[str, Array], Array]:
     """Rows that break the input contract: null DeviceId, "{not json", LocalPort "abc".
 
-    About 1 per 50,000 rows, at least 3 on lakes of 10 devices or more. The "abc" rows are placed
-    in hours whose file stores ports as strings, the only place such a value can exist. Returns
-    the block and which of its rows lose their DeviceId.
+    About 1 per 50,000 rows, at least 3 on lakes of 10 devices or more. They go only into hours
+    that hold at least BAD_ROWS_FILE_MIN other rows (`busy_hours`), so that one bad row is at most
+    a quarter of the input suite's default 1 % per file and every sample size publishes. The
+    "abc" rows are placed in hours whose file stores ports as strings, the only place such a
+    value can exist. Returns the block and which of its rows lose their DeviceId.
     """
     n = round(n_rows / 50_000)
     if world.n_dev >= 10:
         n = max(n, 3)
+    abc_hours = np.intersect1d(busy_hours, string_hours)
     kind = np.arange(n) % 3
+    if len(busy_hours) == 0:
+        kind = kind[:0]
+    elif len(abc_hours) == 0:
+        kind = kind[kind != 2]
+    n = len(kind)
     d = rng.integers(0, world.n_dev, n).astype(np.int32)
-    t = _sample_times(rng, n, world, 0)
-    hour = string_hours[rng.integers(0, len(string_hours), n)]
-    t_abc = hour * HOUR_US + rng.integers(0, HOUR_US, n)
+    abc = kind == 2
+    hour = np.empty(n, dtype=np.int64)
+    hour[abc] = rng.choice(abc_hours, int(abc.sum()))
+    hour[~abc] = rng.choice(busy_hours, int((~abc).sum()))
+    t = hour * HOUR_US + rng.integers(0, HOUR_US, n)
     is_json = kind == 1
     block = _block(
-        n, R_BAD, NULL, ts=np.where(kind == 2, t_abc, t), dev=d,
+        n, R_BAD, NULL, ts=t, dev=d,
         act=np.where(is_json, A_HTTP, A_SUCCESS),
         rip=np.where(is_json, world.dev_proxy_ip[d], world.ip_bad),
         rport=np.where(is_json, world.dev_proxy_port[d], 443), url=NULL,

@@ -75,3 +75,26 @@ def test_usage_error_is_one_line_with_exit_2(lake: Path) -> None:
     done = cli("run", "--date", "tomorrow")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "expected YYYY-MM-DD" in done.stderr
+
+
+@pytest.mark.parametrize("devices", [1, 4, 12, 20, 45])
+def test_a_sample_of_any_size_publishes_with_the_default_expectations(
+    tmp_path: Path, devices: int
+) -> None:
+    """A newcomer's first `sample` then `run` publishes, whatever size they asked for: the
+    generator's deliberately broken rows never push one file past the input suite's rates."""
+    from jobs.config import load_config
+    from jobs.run import run_day
+    from jobs.sample import SampleSpec, write_sample
+
+    spec = SampleSpec(devices=devices, days=1, seed=devices)
+    lake = write_sample(tmp_path / "lake", spec)
+    conf = Path(__file__).parent.parent / "conf" / "local.yaml"
+    overrides = {"events": str(lake.root), "curated": str(tmp_path / "curated")}
+    report = run_day(load_config(conf, overrides), spec.start)
+    assert report.status == "published", report.validation
+    assert report.validation is not None and not report.validation.warnings
+    if devices >= 12:  # lakes this big carry every kind of broken row
+        rejects = pl.read_delta(str(tmp_path / "curated" / "rejects"))
+        reasons = set(rejects["RejectReason"])
+        assert {"null_DeviceId", "bad_AdditionalFields"} <= reasons

@@ -14,11 +14,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import dateutil.parser
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 from helpers import frame, http_row, leg, np_row, write_lake
 
+from expectations.runner import ValidationReport, gx_run_name, run_identifier
 from expectations.suites import CHECK_IDS
 from jobs import publish
 from jobs.cli import main
@@ -26,13 +28,14 @@ from jobs.config import Config, load_config
 from jobs.errors import ValidationFailed
 from jobs.gate import publish_gated
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
-from jobs.run import run_day
+from jobs.run import new_run_id, run_day
 from transforms import schema as s
 from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE, SUMMARY_TABLES
 from transforms.engine import DayOutput
 from transforms.params import DayWindow
 
 DAY = date(2026, 11, 1)
+RUN_TIME = datetime(2026, 12, 3, 12, 54, 59, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -107,10 +110,17 @@ def _good(config: Config) -> tuple[pl.DataFrame, dict[str, int], pl.DataFrame]:
     return rows, dict(manifest["counts"]), pl.DataFrame(manifest["input_profile"])
 
 
-def _publish(config: Config, curated: pl.DataFrame, counts: dict, inputs: pl.DataFrame) -> None:
+def _publish(
+    config: Config,
+    curated: pl.DataFrame,
+    counts: dict,
+    inputs: pl.DataFrame,
+    run_id: str = "test-run",
+) -> ValidationReport:
     staged, out, _ = _stage(config, curated, counts, inputs)
     window = DayWindow.for_day(DAY, config.link_params())
-    publish_gated(config, window, "test-run", staged, out)
+    validation, _ = publish_gated(config, window, run_id, staged, out, run_time=RUN_TIME)
+    return validation
 
 
 def _set(df: pl.DataFrame, row: int, **values: Any) -> pl.DataFrame:
@@ -327,9 +337,63 @@ def test_internal_error_of_great_expectations_blocks_without_traceback(
         raise RuntimeError("store backend unavailable")
 
     monkeypatch.setattr(gx, "get_context", broken)
-    with pytest.raises(ValidationFailed, match=r"validation could not run .*store backend"):
+    with pytest.raises(ValidationFailed, match=r"validation could not run .*store backend") as e:
         _publish(config, *_good(config))
     assert DeltaTable(str(root / CURATED_TABLE)).version() == version
+    # The whole traceback is kept for the manifest, so the failure can be diagnosed from files.
+    kept = e.value.validation.to_json()["traceback"]
+    assert "Traceback" in kept and "store backend unavailable" in kept and "get_context" in kept
+
+
+def test_a_run_that_fails_validation_records_the_traceback_in_its_manifest(
+    published: tuple[Config, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import great_expectations as gx
+
+    config, root = published
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("store backend unavailable")
+
+    monkeypatch.setattr(gx, "get_context", broken)
+    with pytest.raises(ValidationFailed):
+        run_day(config, DAY, force=True)
+    failed = [m for m in map(_load, (root / "_manifests").rglob("*.json"))]
+    failed = [m for m in failed if m["status"] == "validation_failed"]
+    assert len(failed) == 1
+    assert "RuntimeError: store backend unavailable" in failed[0]["validation"]["traceback"]
+
+
+# The run ids of the two failures reported (a demo run and a CI run): their random suffix starts
+# with four digits, which a date parser reads as a UTC offset of more than 24 hours.
+OFFSET_LIKE_RUN_IDS = ("20261203T121529Z-4422ad", "20261203T125459Z-8225ad")
+
+
+@pytest.mark.parametrize("run_id", OFFSET_LIKE_RUN_IDS)
+def test_validation_runs_under_a_run_id_that_reads_as_a_utc_offset(
+    published: tuple[Config, Path], run_id: str
+) -> None:
+    config, root = published
+    validation = _publish(config, *_good(config), run_id=run_id)
+    assert validation.passed and validation.error is None
+    summary = root / "_reports" / "validation" / "runs" / f"{run_id}.html"
+    assert summary.is_file() and str(summary) == str(validation.pages[0])
+    assert len(validation.pages) == 5  # the run's summary and one page per suite
+
+
+def test_great_expectations_keeps_the_run_time_of_every_generated_run_id() -> None:
+    """Any run id the job makes keys its validation by the run's own time, never a parse of it."""
+    import uuid
+
+    ids = [new_run_id(RUN_TIME) for _ in range(20_000)]
+    ids += [f"20261203T125459Z-{uuid.UUID(int=i).hex[-6:]}" for i in range(0, 10**6, 997)]
+    ids += [*OFFSET_LIKE_RUN_IDS, "20261203T125459Z-000000", "20261203T125459Z-9999ff"]
+    for run_id in ids:
+        key = run_identifier(run_id, RUN_TIME)
+        assert key.to_tuple() == (gx_run_name(run_id), "20261203T125459.000000Z"), run_id
+        # Data Docs titles parse the name again: it must not read as a time.
+        with pytest.raises(ValueError):
+            dateutil.parser.parse(key.run_name)
 
 
 @pytest.mark.parametrize(
