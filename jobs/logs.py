@@ -55,9 +55,22 @@ class TextFormatter(logging.Formatter):
         return f"{text}  [run {run}]" if run else text
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not when it was set up: a
+    caller that swaps stderr (a test harness, an embedding program) never gets a closed one."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup(fmt: str, debug: bool) -> None:
     """Our loggers at INFO (DEBUG with --debug), everything else at WARNING, to stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.addFilter(_RunIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
