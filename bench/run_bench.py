@@ -7,12 +7,15 @@ peak summed RSS of the child's process tree, sampled every 0.2 s, because the Sp
 JVM is a grandchild whose memory ru_maxrss does not see. The contenders alternate within each
 repeat so that a warm page cache or a busy neighbour favours none.
 
-The Spark engine (`proxylink run --engine spark`, local[*]) is about twenty times slower on
-this machine, so by default it runs in the first repeat only (`--spark-repeats`), paired with
-that repeat's polars run; `--spark-repeats 0` leaves it out.
+The Spark engine (`proxylink run --engine spark`, local[*]) runs in the first repeat only by
+default (`--spark-repeats`), paired with that repeat's polars run; `--spark-repeats 0` leaves it
+out. `--cluster-workers N` also runs `deploy/spark/spark-submit.sh` once against a standalone
+cluster of N one-core workers on 127.0.0.1 (deploy/spark/standalone.py); its executors' CPU and
+memory count too.
 
     .venv/bin/python bench/run_bench.py [--devices 4000] [--connections-per-device N]
-                                        [--repeats 3] [--spark-repeats 1] [--keep]
+                                        [--repeats 3] [--spark-repeats 1] [--cluster-workers 2]
+                                        [--keep]
 
 Results go to stdout and to bench/.data/last-bench.json.
 """
@@ -53,7 +56,7 @@ PROXIES = ("10.20.0.5:8080", "10.20.0.6:3128")
 # about 7.0M events for 4,000 devices.
 DEFAULT_CPD = 600
 LAKE_DONE = ".complete"
-CONTENDERS = ("proxylink", "duckdb", "spark")
+CONTENDERS = ("proxylink", "duckdb", "spark", "cluster")
 SPARK_CONF = ROOT / "conf" / "spark.yaml"
 METHODS = ("socket", "process", "unlinked", "evidence_only", "direct")
 
@@ -71,6 +74,7 @@ class Run:
     rows: int = 0
     methods: dict[str, int] = field(default_factory=dict)
     durations_s: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # the manifest's engine_details
 
 
 class ContenderFailed(Exception):
@@ -129,29 +133,38 @@ def _tree(root: int) -> dict[int, tuple[int, int]]:
 
 
 class TreeSampler(threading.Thread):
-    """Samples a process tree until stopped: the peak of its summed RSS, and the CPU time each
-    process had used when last seen (a JVM's CPU time is not in the child's rusage)."""
+    """Samples process trees until stopped: the peak of their summed RSS, and the CPU time each
+    process had used when last seen (a JVM's CPU time is not in the child's rusage). `others`
+    are more roots, such as a standalone cluster's workers, whose executors do the work."""
 
-    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+    def __init__(self, pid: int, every_s: float = 0.2, others: Sequence[int] = ()) -> None:
         super().__init__(daemon=True)
         self.pid, self.every_s, self.peak_kb = pid, every_s, 0
+        self.others = list(others)
         self.cpu_ticks: dict[int, int] = {}
+        self.base_ticks = {p: t for root in self.others for p, (_, t) in _tree(root).items()}
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             tree = _tree(self.pid)
+            for root in self.others:
+                tree |= _tree(root)
             self.peak_kb = max(self.peak_kb, sum(rss for rss, _ in tree.values()))
             for pid, (_, ticks) in tree.items():
                 self.cpu_ticks[pid] = max(self.cpu_ticks.get(pid, 0), ticks)
             self.done.wait(self.every_s)
 
     def descendants_cpu_s(self) -> float:
-        """CPU seconds of every process below the child itself."""
-        return sum(t for pid, t in self.cpu_ticks.items() if pid != self.pid) / TICKS
+        """CPU seconds of every process below the child itself (and of the other trees, less
+        what they had used before the child started)."""
+        used = {p: t - self.base_ticks.get(p, 0) for p, t in self.cpu_ticks.items()}
+        return sum(t for pid, t in used.items() if pid != self.pid) / TICKS
 
 
-def measure(cmd: list[str], workdir: Path) -> tuple[float, float, float, int]:
+def measure(
+    cmd: list[str], workdir: Path, env: dict[str, str] | None = None, others: Sequence[int] = ()
+) -> tuple[float, float, float, int]:
     """Run `cmd` as a child; return (wall s, peak memory MB, CPU s, exit code).
 
     `os.wait4` gives the child's own peak (ru_maxrss, KiB on Linux) and CPU time; the sampler
@@ -159,8 +172,8 @@ def measure(cmd: list[str], workdir: Path) -> tuple[float, float, float, int]:
     """
     with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
-        sampler = TreeSampler(proc.pid)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, env=env)
+        sampler = TreeSampler(proc.pid, others=others)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
@@ -188,9 +201,14 @@ def run_proxylink(lake: Path, workdir: Path, repeat: int, engine: str = "polars"
     for proxy in PROXIES:
         cmd += ["--proxy", proxy]
     wall, rss, cpu, code = measure(cmd, workdir)
-    run = Run(name, repeat, round(wall, 3), round(rss, 1), code, round(cpu, 2))
-    if code != 0:
-        raise ContenderFailed(f"{name} exited {code}:\n{stderr_tail(workdir)}")
+    return _with_manifest(Run(name, repeat, round(wall, 3), round(rss, 1), code, round(cpu, 2)),
+                          workdir, curated)  # fmt: skip
+
+
+def _with_manifest(run: Run, workdir: Path, curated: Path) -> Run:
+    """The run with the counts, step durations and engine details of its manifest."""
+    if run.exit_code != 0:
+        raise ContenderFailed(f"{run.contender} exited {run.exit_code}:\n{stderr_tail(workdir)}")
     manifests = sorted((curated / "_manifests" / f"date={DAY.isoformat()}").glob("*.json"))
     if not manifests:
         raise ContenderFailed(f"proxylink wrote no manifest under {curated / '_manifests'}")
@@ -199,7 +217,37 @@ def run_proxylink(lake: Path, workdir: Path, repeat: int, engine: str = "polars"
     run.rows = counts["curated"]
     run.methods = {m: counts.get(f"method_{m}", 0) for m in METHODS}
     run.durations_s = manifest["durations_s"]
+    run.details = manifest.get("engine_details", {})
     return run
+
+
+def run_cluster(lake: Path, workdir: Path, repeat: int, master: str, pids: list[int]) -> Run:
+    """`deploy/spark/spark-submit.sh` against a standalone cluster on this machine; the CPU and
+    memory of its executors (under the workers) count as well as the driver's."""
+    curated = workdir / "curated"
+    conf = workdir / "cluster.yaml"
+    conf.write_text(
+        (ROOT / "conf" / "spark-cluster.yaml")
+        .read_text()
+        .replace("/lake/defender/DeviceNetworkEvents", str(lake / "DeviceNetworkEvents"))
+        .replace("/lake/curated", str(curated))
+    )
+    env = {
+        **os.environ,
+        "PROXYLINK_HOME": str(ROOT),
+        "PROXYLINK_CONF": str(conf),
+        "SPARK_MASTER": master,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "EXECUTOR_MEMORY": "1g",
+        "EXECUTOR_CORES": "1",
+        "EXECUTOR_MEMORY_OVERHEAD": "2g",
+        "EXECUTOR_PYTHON": sys.executable,
+    }
+    cmd = ["bash", str(ROOT / "deploy" / "spark" / "spark-submit.sh")]
+    cmd += ["--date", DAY.isoformat(), "--lookback", "0"]
+    wall, rss, cpu, code = measure(cmd, workdir, env=env, others=pids)
+    run = Run("cluster", repeat, round(wall, 3), round(rss, 1), code, round(cpu, 2))
+    return _with_manifest(run, workdir, curated)
 
 
 def run_duckdb(lake: Path, workdir: Path, repeat: int) -> Run:
@@ -254,8 +302,10 @@ def _ratio(runs: list[Run], over: str, under: str) -> dict[str, Any]:
         for i in sorted({r.repeat for r in mine[over]})
         if (under, i) in by_repeat
     ]
+    cpu = {n: statistics.median(r.cpu_s for r in rs) for n, rs in mine.items()}
     return {
         "wall": round(med[over][0] / med[under][0], 3),
+        "cpu": round(cpu[over] / cpu[under], 3),
         "peak_rss": round(med[over][1] / med[under][1], 3),
         "wall_median_of_paired": round(statistics.median(paired), 3),
         "wall_paired": [round(x, 3) for x in paired],
@@ -274,8 +324,9 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "median_cpu_s": round(statistics.median(r.cpu_s for r in mine), 2),
         }
     summary["ratio_proxylink_over_duckdb"] = _ratio(runs, "proxylink", "duckdb")
-    if "spark" in present:
-        summary["ratio_spark_over_polars"] = _ratio(runs, "spark", "proxylink")
+    for name in ("spark", "cluster"):
+        if name in present:
+            summary[f"ratio_{name}_over_polars"] = _ratio(runs, name, "proxylink")
     return summary
 
 
@@ -296,28 +347,31 @@ def print_report(runs: list[Run], summary: dict[str, dict[str, Any]], lake_event
     for key, label in (
         ("ratio_proxylink_over_duckdb", "proxylink / duckdb"),
         ("ratio_spark_over_polars", "spark / polars"),
+        ("ratio_cluster_over_polars", "standalone cluster / polars"),
     ):
         if key in summary:
             ratio = summary[key]
             paired = ", ".join(f"{x:.2f}" for x in ratio["wall_paired"])
             print(
                 f"ratio {label}: wall {ratio['wall']:.2f} (paired: {paired}), "
-                f"peak memory {ratio['peak_rss']:.2f}"
+                f"CPU {ratio['cpu']:.2f}, peak memory {ratio['peak_rss']:.2f}"
             )
-    if "spark" in summary:
+    for name in ("spark", "cluster"):
+        if name not in summary:
+            continue
         # CPU seconds are what a cluster pays for, and unlike wall time they barely change when
         # a neighbour loads this shared machine: the basis of the sizing estimate.
         cores = os.cpu_count() or 1
-        sp = summary["spark"]
+        sp = summary[name]
         per_cpu = lake_events / sp["median_cpu_s"]
         busy = sp["median_cpu_s"] / (sp["median_wall_s"] * cores)
         print(
-            f"spark throughput: {per_cpu:,.0f} events per CPU-second "
+            f"{name} throughput: {per_cpu:,.0f} events per CPU-second "
             f"({lake_events:,} planned events, {sp['median_cpu_s']:.0f} CPU s, whole run incl. "
             f"JVM start); {cores} cores were {busy:.0%} busy"
         )
 
-    for name in ("proxylink", "spark"):
+    for name in ("proxylink", "spark", "cluster"):
         if name not in summary:
             continue
         mid = median_run([r for r in runs if r.contender == name])
@@ -326,6 +380,15 @@ def print_report(runs: list[Run], summary: dict[str, dict[str, Any]], lake_event
             print(f"  {step:<10}{secs:>8.2f}s")
         rest = mid.wall_s - sum(mid.durations_s.values())
         print(f"  {'(outside)':<10}{rest:>8.2f}s  start-up, config, manifest, exit")
+        tasks = mid.details.get("task_seconds")
+        if tasks:
+            shape = (
+                f"{mid.details['read_tasks']} read tasks, {mid.details['partitions']} device "
+                f"partitions, {mid.details['name_partitions']} name partitions"
+            )
+            print(f"  task seconds, summed over tasks ({shape}):")
+            for phase, secs in tasks.items():
+                print(f"    {phase:<10}{secs:>8.2f}s")
 
     last = {name: [r for r in runs if r.contender == name][-1] for name in present}
     print(f"\n{'rows of the day':<22}" + "".join(f"{n:>12}" for n in present))
@@ -336,6 +399,27 @@ def print_report(runs: list[Run], summary: dict[str, dict[str, Any]], lake_event
     legs = {n: linked[n] + r.methods["unlinked"] for n, r in last.items()}
     print(f"{'legs':<22}" + "".join(f"{legs[n]:>12,}" for n in present))
     print(f"{'legs linked':<22}" + "".join(f"{linked[n]:>12,}" for n in present))
+
+
+def _cluster_run(lake: Path, runs_dir: Path, workers: int, keep: bool) -> Run:
+    """One run on a standalone cluster started for it (deploy/spark/standalone.py)."""
+    import importlib.util
+
+    path = ROOT / "deploy" / "spark" / "standalone.py"
+    spec = importlib.util.spec_from_file_location("standalone", path)
+    assert spec is not None and spec.loader is not None
+    standalone = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = standalone  # dataclasses look their module up there
+    spec.loader.exec_module(standalone)
+    workdir = runs_dir / "cluster-1"
+    workdir.mkdir(parents=True)
+    with standalone.standalone(workdir / "cluster", workers=workers, memory="2g") as cluster:
+        print(f"run 1/1 cluster ({workers} workers)", end="", flush=True)
+        run = run_cluster(lake, workdir, 1, cluster.master, cluster.pids)
+    print(f"{run.wall_s:8.2f}s {run.peak_rss_mb:8.0f} MB  {run.rows:,} rows")
+    if not keep:
+        shutil.rmtree(workdir)
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,6 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=1,
         help="how many of the first repeats also run the Spark engine (0: none)",
+    )
+    parser.add_argument(
+        "--cluster-workers",
+        type=int,
+        default=0,
+        help="also run deploy/spark/spark-submit.sh once on a standalone cluster of this many "
+        "one-core workers on 127.0.0.1 (0: no)",
     )
     parser.add_argument("--keep", action="store_true", help="keep every run's output")
     args = parser.parse_args(argv)
@@ -378,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[Run] = []
     try:
         for repeat in range(1, args.repeats + 1):
-            for name in CONTENDERS:
+            for name in contenders:
                 if name == "spark" and repeat > args.spark_repeats:
                     continue
                 workdir = runs_dir / f"{name}-{repeat}"
@@ -389,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{run.wall_s:8.2f}s {run.peak_rss_mb:8.0f} MB  {run.rows:,} rows")
                 if not args.keep:
                     shutil.rmtree(workdir)
+        if args.cluster_workers:
+            runs.append(_cluster_run(lake, runs_dir, args.cluster_workers, args.keep))
     except ContenderFailed as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         return 1
@@ -411,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
         "median_durations_s": {
             name: median_run([r for r in runs if r.contender == name]).durations_s
-            for name in ("proxylink", "spark")
+            for name in ("proxylink", "spark", "cluster")
             if name in summary
         },
         "runs": [asdict(r) for r in runs],

@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     found.add_argument("--date", type=_day, required=True, help="the UTC day to look at")
     found.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
     found.add_argument("--events", type=Path, help="root of the DeviceNetworkEvents table")
+    found.add_argument("--engine", choices=list(ENGINES), help="the engine that counts")
     found.add_argument(
         "--format", choices=["text", "json", "yaml"], default="text", help="yaml: a proxies: list"
     )
@@ -475,7 +476,11 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     from jobs.discover import as_text, as_yaml, discover_day
     from jobs.errors import EXIT_INPUT
 
-    overrides = {"events": str(args.events)} if args.events is not None else {}
+    overrides: dict[str, Any] = {}
+    if args.events is not None:
+        overrides["events"] = str(args.events)
+    if args.engine is not None:
+        overrides["engine"] = args.engine
     found = discover_day(load_config(args.conf, overrides), args.date)
     if args.format == "json":
         print(json.dumps(found.to_json(), indent=2))

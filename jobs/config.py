@@ -16,8 +16,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from expectations.suites import (
@@ -109,12 +109,29 @@ class MaintenanceConf(_Strict):
 
 
 class SparkConf(_Strict):
-    """The Spark session of `engine: spark`; `options` takes any `spark.*` setting."""
+    """The Spark session of `engine: spark`; `options` takes any `spark.*` setting.
+
+    The day's rows are shuffled into device partitions of about `rows_per_task` input rows each
+    (at least one per core Spark has, a multiple of them), or exactly `partitions` if set; each
+    is linked by one task. Read tasks take at most `rows_per_read_task` rows of one file.
+    """
 
     master: str | None = "local[*]"  # None: let spark-submit decide
     app_name: str = "proxylink"
     options: dict[str, str] = Field(default_factory=dict)
-    checkpoint_dir: str | None = None  # reliable storage on a cluster
+    rows_per_task: int = Field(1_000_000, ge=1_000, le=100_000_000)
+    partitions: int | None = Field(None, ge=1, le=100_000)
+    rows_per_read_task: int = Field(2_000_000, ge=1_000, le=100_000_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "checkpoint_dir" in data:
+            raise ValueError(
+                "checkpoint_dir is no longer used (the Spark engine keeps no intermediate "
+                "frames since it links with polars inside its tasks): remove it"
+            )
+        return data
 
     @field_validator("options")
     @classmethod
@@ -191,15 +208,10 @@ class Config(_Strict):
 
     @field_validator("proxies")
     @classmethod
-    def _valid_proxies(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    def _valid_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if AUTO in value:
             if len(value) > 1:
                 raise ValueError("`auto` cannot be combined with proxy addresses")
-            if info.data.get("engine") == "spark":
-                raise ValueError(
-                    "`auto` needs engine polars; run `proxylink discover-proxies --date D "
-                    "--format yaml` and pin the list it prints"
-                )
             return value
         for text in value:
             parse_proxy(text)

@@ -14,10 +14,10 @@ from typing import Any
 
 import polars as pl
 
-from jobs import lake
 from jobs.config import Config
+from jobs.engines import Runner, runner_for
 from jobs.errors import ConfigError, InputError
-from jobs.plan import PlannedFile, plan_files
+from jobs.plan import plan_files
 from transforms import discover as d
 from transforms.params import DayWindow, LinkParams
 
@@ -70,8 +70,11 @@ class Discovery:
         }
 
 
-def discover_day(config: Config, day: date) -> Discovery:
-    """Judge every IP:port of day D by the `discovery:` rules; raise InputError without input."""
+def discover_day(config: Config, day: date, runner: Runner | None = None) -> Discovery:
+    """Judge every IP:port of day D by the `discovery:` rules; raise InputError without input.
+
+    The counts are day-wide, over every device: the configured engine's runner computes them
+    (the Spark runner across its tasks), the judging is the same small step either way."""
     if config.events is None:
         raise ConfigError("no events path: set `events:` in the config or pass --events")
     t0 = time.perf_counter()
@@ -83,16 +86,15 @@ def discover_day(config: Config, day: date) -> Discovery:
     )
     window = DayWindow.for_day(day, params)
     planned = plan_files(config.events, window, params)
-    rules = config.discovery.rules()
-    files, candidates = _scan_and_judge(
-        planned, window, rules, config.discovery.near_misses, config.input.on_corrupt_file
-    )
+    runner = runner or runner_for(config)
+    files, evidence = runner.socket_evidence(planned, window, config.input.on_corrupt_file)
+    candidates = d.judge(evidence, config.discovery.rules(), config.discovery.near_misses)
     day_devices = int(candidates["day_devices"][0]) if candidates.height else 0
     found = Discovery(
         day=day,
         candidates=candidates,
         day_devices=day_devices,
-        files=files,
+        files=len(files),
         seconds=time.perf_counter() - t0,
         settings=config.discovery.model_dump(mode="json"),
     )
@@ -106,38 +108,15 @@ def discover_day(config: Config, day: date) -> Discovery:
     return found
 
 
-def _scan_and_judge(
-    planned: list[PlannedFile],
-    window: DayWindow,
-    rules: d.DiscoveryRules,
-    near_misses: int,
-    on_corrupt: str,
-) -> tuple[int, pl.DataFrame]:
-    """Scan only the columns discovery reads; in skip mode a file that fails is left out."""
-    files = list(planned)
-    while True:
-        scan = lake.scan_lake(files, on_corrupt)
-        frame = scan.frame.select(d.COLUMNS)
-
-        def judge(frame: pl.LazyFrame = frame) -> pl.DataFrame:
-            return d.discover(frame, window.start, window.end, rules, near_misses)
-
-        try:
-            return len(scan.files), lake.guarded(scan.files, judge)
-        except lake.UnreadableFile as exc:
-            if on_corrupt != "skip":
-                raise
-            log.warning("skipping unreadable file %s: %s", exc.file.path, exc.why)
-            files = [f for f in files if f.path != exc.file.path]
-
-
-def resolve_auto(config: Config, day: date) -> tuple[Config, Discovery]:
+def resolve_auto(
+    config: Config, day: date, runner: Runner | None = None
+) -> tuple[Config, Discovery]:
     """For `proxies: auto`: the config with day D's discovered proxies, and the evidence.
 
     A day where nothing qualifies is an input problem (exit 3): publishing a table in which
     nothing is proxied would look like a day without proxy traffic.
     """
-    found = discover_day(config, day)
+    found = discover_day(config, day, runner)
     if not found.proxies:
         best = found.near_misses.head(1)
         hint = ""

@@ -1,8 +1,12 @@
-"""The I/O side of each engine: how it reads the planned files and writes the staged files.
+"""The runners: how each engine reads the planned files, builds day D and stages its files.
 
 `run_day` asks for a runner by the configured engine name and never branches on it. Both
-runners hand the same transform interface the same raw columns, and both stage Parquet files
-that one delta-rs commit publishes.
+runners build with the one link core (`transforms.polars_engine.engine.build_day`) and stage
+through `jobs.stage`, so they stage the same rows; one delta-rs commit per table publishes them.
+
+- polars: one process builds the whole day.
+- spark: Spark reads the files in parallel, shuffles the rows by device and builds each device
+  partition with the same core inside its tasks (`jobs.spark_run`).
 """
 
 from __future__ import annotations
@@ -10,67 +14,78 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
-from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import polars as pl
 
-from jobs import lake, publish
+from jobs import lake, stage
 from jobs.config import Config
 from jobs.plan import PlannedFile
-from transforms import schema as s
-from transforms.engine import DayOutput
+from jobs.publish import CURATED_TABLE
+from jobs.stage import StageTargets
+from jobs.timing import Timer
+from transforms import discover
+from transforms.aggregates import DOMAIN_DAILY_TABLE
+from transforms.engine import DayResult
 from transforms.params import DayWindow, LinkParams
+from transforms.polars_engine import aggregates
+from transforms.polars_engine.engine import build_day
 from transforms.psl import SuffixRules
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
 class Built:
-    """A day built by an engine, and the files it read and skipped."""
+    """A day built and staged: its numbers, the files read and skipped, the files staged."""
 
-    out: DayOutput[Any]
+    result: DayResult
     files: list[PlannedFile]
+    staged: dict[str, list[Path]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    details: dict[str, object] = field(default_factory=dict)  # runner-specific, for the manifest
 
 
 class Runner(Protocol):
+    def socket_evidence(
+        self, planned: list[PlannedFile], window: DayWindow, on_corrupt: str
+    ) -> tuple[list[PlannedFile], pl.DataFrame]:
+        """What proxy discovery judges: per IP:port of day D, its devices, connections, domains
+        and inspection records (`transforms.discover`), over every device; and the files read."""
+        ...
+
     def build(
-        self, planned: list[PlannedFile], window: DayWindow, params: LinkParams, on_corrupt: str
-    ) -> Built: ...
-
-    def stage(
-        self, built: Built, tables: dict[str, Path], day: date, run_id: str
-    ) -> dict[str, list[Path]]: ...
-
-    def stage_aggregates(
         self,
-        built: Built,
-        curated: list[Path],
-        tables: dict[str, Path],
+        planned: list[PlannedFile],
+        window: DayWindow,
+        params: LinkParams,
+        on_corrupt: str,
+        targets: StageTargets,
         rules: SuffixRules,
-        day: date,
-        run_id: str,
-    ) -> dict[str, list[Path]]:
-        """Compute the summary tables from the staged curated files and stage them too."""
+        timer: Timer,
+    ) -> Built:
+        """Build day D from the planned files and stage every table's files of partition D."""
         ...
 
 
-def _with_skipping(
-    planned: list[PlannedFile], on_corrupt: str, attempt: Callable[[list[PlannedFile]], Built]
-) -> Built:
-    """Build; in skip mode a file whose data pages fail is dropped and the day rebuilt."""
+def skipping(
+    planned: list[PlannedFile],
+    on_corrupt: str,
+    attempt: Callable[[list[PlannedFile]], T],
+    cleanup: Callable[[], None] = lambda: None,
+) -> tuple[T, list[tuple[str, str]]]:
+    """`attempt` the planned files; in skip mode a file whose data pages fail is dropped and
+    the attempt repeated (`cleanup` first undoes what the failed attempt left). Returns the
+    result and the files skipped, with why."""
     files = list(planned)
     skipped: list[tuple[str, str]] = []
     while True:
         try:
-            built = attempt(files)
-            built.skipped = skipped + built.skipped
-            return built
+            return attempt(files), skipped
         except lake.UnreadableFile as exc:
+            cleanup()
             if on_corrupt != "skip":
                 raise
             log.warning("skipping unreadable file %s: %s", exc.file.path, exc.why)
@@ -78,140 +93,70 @@ def _with_skipping(
             skipped.append((str(exc.file.path), exc.why))
 
 
+def with_skipping(
+    planned: list[PlannedFile],
+    on_corrupt: str,
+    targets: StageTargets,
+    attempt: Callable[[list[PlannedFile]], Built],
+) -> Built:
+    """Build with `skipping`; files a failed attempt staged are removed before the next."""
+
+    def remove_staged() -> None:
+        for orphan in targets.orphans(set()):
+            orphan.unlink(missing_ok=True)
+
+    built, skipped = skipping(planned, on_corrupt, attempt, remove_staged)
+    built.skipped = skipped + built.skipped
+    return built
+
+
 class PolarsRunner:
-    """Lazy scans of each file; the curated rows stream into one Parquet file per table."""
+    """One process: lazy scans of each file; the wide rows stream into one file per table."""
 
     def build(
-        self, planned: list[PlannedFile], window: DayWindow, params: LinkParams, on_corrupt: str
+        self,
+        planned: list[PlannedFile],
+        window: DayWindow,
+        params: LinkParams,
+        on_corrupt: str,
+        targets: StageTargets,
+        rules: SuffixRules,
+        timer: Timer,
     ) -> Built:
-        from transforms.polars_engine.engine import PolarsEngine
-
         def attempt(files: list[PlannedFile]) -> Built:
             scan = lake.scan_lake(files, on_corrupt)
-            out = lake.guarded(
-                scan.files,
-                lambda: PolarsEngine().build_day(scan.frame, window, params, scan.names),
-            )
-            return Built(out, scan.files, list(scan.skipped))
+            with timer.step("link"):
+                frames, summary = lake.guarded(
+                    scan.files, lambda: build_day(scan.frame, window, params, scan.names)
+                )
+            with timer.step("write"):
+                staged = lake.guarded(scan.files, lambda: stage.stage_rows(frames, targets))
+            with timer.step("aggregate"):
+                curated = pl.scan_parquet(staged[CURATED_TABLE])
+                partials = aggregates.domain_partials(curated)
+                staged[DOMAIN_DAILY_TABLE] = stage.stage_domains(partials, rules, targets)
+            return Built(summary.result(scan.names), scan.files, staged, list(scan.skipped))
 
-        return _with_skipping(planned, on_corrupt, attempt)
+        return with_skipping(planned, on_corrupt, targets, attempt)
 
-    def stage(
-        self, built: Built, tables: dict[str, Path], day: date, run_id: str
-    ) -> dict[str, list[Path]]:
-        frames = {"connection_success": built.out.curated, "rejects": built.out.rejects}
-        return self._sink(built, frames, tables, day, run_id)
+    def socket_evidence(
+        self, planned: list[PlannedFile], window: DayWindow, on_corrupt: str
+    ) -> tuple[list[PlannedFile], pl.DataFrame]:
+        """Discovery's evidence per IP:port of day D (`transforms.discover.socket_evidence`),
+        and the files it read."""
 
-    @staticmethod
-    def _sink(
-        built: Built,
-        frames: dict[str, pl.LazyFrame],
-        tables: dict[str, Path],
-        day: date,
-        run_id: str,
-    ) -> dict[str, list[Path]]:
-        """Stream each table's frame into one new Parquet file of partition D."""
-        staged: dict[str, list[Path]] = {}
-        for name, table in tables.items():
-            path = publish.new_data_path(table, day, run_id)
-            frame = frames[name].drop(s.PARTITION_DATE)
-            lake.guarded(built.files, partial(frame.sink_parquet, path, compression="zstd"))
-            staged[name] = [path]
-        return staged
+        def attempt(files: list[PlannedFile]) -> tuple[list[PlannedFile], pl.DataFrame]:
+            scan = lake.scan_lake(files, on_corrupt)
+            frame = scan.frame.select(discover.COLUMNS)
+            evidence = discover.socket_evidence(frame, window.start, window.end)
+            return scan.files, lake.guarded(scan.files, evidence.collect)
 
-    def stage_aggregates(
-        self,
-        built: Built,
-        curated: list[Path],
-        tables: dict[str, Path],
-        rules: SuffixRules,
-        day: date,
-        run_id: str,
-    ) -> dict[str, list[Path]]:
-        from transforms.polars_engine.engine import PolarsEngine
-
-        rows = publish.staged_rows(curated)
-        if built.out.evidence is None:
-            raise RuntimeError("the polars engine returned no evidence rows")
-        frames = PolarsEngine().aggregates(rows, built.out.evidence, rules, day)
-        return self._sink(built, frames, tables, day, run_id)
-
-
-class SparkRunner:
-    """One Spark session per process; Spark writes the files, delta-rs commits them."""
-
-    def __init__(self, config: Config) -> None:
-        from jobs.spark_session import SparkSettings, build_session
-
-        conf = config.spark
-        self.session = build_session(
-            SparkSettings(
-                master=conf.master,
-                app_name=conf.app_name,
-                options=dict(conf.options),
-                checkpoint_dir=conf.checkpoint_dir,
-            )
-        )
-
-    def build(
-        self, planned: list[PlannedFile], window: DayWindow, params: LinkParams, on_corrupt: str
-    ) -> Built:
-        from jobs import spark_lake
-        from transforms.spark_engine.engine import SparkEngine
-
-        def attempt(files: list[PlannedFile]) -> Built:
-            scan = spark_lake.scan_lake(self.session, files, on_corrupt)
-            names = [str(f.path) for f in scan.files]
-            out = spark_lake.guarded(
-                scan.files, lambda: SparkEngine().build_day(scan.frame, window, params, names)
-            )
-            return Built(out, scan.files, list(scan.skipped))
-
-        return _with_skipping(planned, on_corrupt, attempt)
-
-    def stage(
-        self, built: Built, tables: dict[str, Path], day: date, run_id: str
-    ) -> dict[str, list[Path]]:
-        frames = {"connection_success": built.out.curated, "rejects": built.out.rejects}
-        return self._write(built, frames, tables, day, run_id)
-
-    @staticmethod
-    def _write(
-        built: Built, frames: dict[str, Any], tables: dict[str, Path], day: date, run_id: str
-    ) -> dict[str, list[Path]]:
-        """Spark writes each table's frame as part files of partition D."""
-        from jobs import spark_lake
-
-        return {
-            name: spark_lake.guarded(
-                built.files,
-                partial(spark_lake.write_parquet, frames[name], table, day, run_id, name),
-            )
-            for name, table in tables.items()
-        }
-
-    def stage_aggregates(
-        self,
-        built: Built,
-        curated: list[Path],
-        tables: dict[str, Path],
-        rules: SuffixRules,
-        day: date,
-        run_id: str,
-    ) -> dict[str, list[Path]]:
-        from transforms.spark_engine.engine import SparkEngine
-
-        if built.out.evidence is None:
-            raise RuntimeError("the Spark engine returned no evidence rows")
-        if curated:
-            rows = self.session.read.parquet(*[str(p) for p in curated])
-        else:
-            rows = self.session.createDataFrame(publish.staged_rows([]).collect().to_arrow())
-        frames = SparkEngine().aggregates(rows, built.out.evidence, rules, day)
-        return self._write(built, frames, tables, day, run_id)
+        return skipping(planned, on_corrupt, attempt)[0]
 
 
 def runner_for(config: Config) -> Runner:
     if config.engine == "spark":
+        from jobs.spark_run import SparkRunner
+
         return SparkRunner(config)
     return PolarsRunner()

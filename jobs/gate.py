@@ -30,7 +30,7 @@ from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.timing import Timer
 from transforms import schema as s
 from transforms.aggregates import SUMMARY_TABLES
-from transforms.engine import DayOutput
+from transforms.engine import DayResult
 from transforms.params import DayWindow
 
 
@@ -39,7 +39,7 @@ def publish_gated(
     window: DayWindow,
     run_id: str,
     staged: publish.Staged,
-    out: DayOutput[pl.LazyFrame],
+    out: DayResult,
     timer: Timer | None = None,
     run_time: datetime | None = None,
 ) -> tuple[ValidationReport, dict[str, int]]:
@@ -68,7 +68,7 @@ def validate_staged(
     window: DayWindow,
     run_id: str,
     staged: publish.Staged,
-    out: DayOutput[pl.LazyFrame],
+    out: DayResult,
     run_time: datetime,
 ) -> ValidationReport:
     """Run the suites on what this run is about to publish: input, connection_success and,

@@ -42,6 +42,10 @@ class LakeScan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
+    def schema(self) -> pl.Schema:
+        return self.frame.collect_schema()
+
+    @property
     def names(self) -> list[str]:
         return [str(f.path) for f in self.files]
 
@@ -75,30 +79,59 @@ def scan_lake(planned: list[PlannedFile], on_corrupt: str) -> LakeScan:
     return LakeScan(_concat(kept), kept, skipped)
 
 
-def _concat(files: list[PlannedFile]) -> pl.LazyFrame:
-    frames = []
-    for i, f in enumerate(files):
-        lf = harmonise(pl.scan_parquet(f.path, hive_partitioning=False))
-        frames.append(
-            lf.with_row_index(ROW).with_columns(
-                pl.lit(i, pl.UInt32).alias(FILE),
-                pl.lit(f.start).dt.cast_time_unit("us").alias(PART_START),
-                pl.lit(f.end).dt.cast_time_unit("us").alias(PART_END),
-            )
+def target_schema(files: list[PlannedFile]) -> pl.Schema:
+    """The lake frame's columns and dtypes, from the footers: every file's harmonised columns,
+    each with the dtype that holds all the files' values. An optional column whose dtype differs
+    between files becomes text in all of them."""
+    schemas = [_bookkept(i, f).collect_schema() for i, f in enumerate(files)]
+    mixed = _mixed_extras(schemas)
+    empty = [
+        pl.LazyFrame(schema={n: pl.String() if n in mixed else d for n, d in sch.items()})
+        for sch in schemas
+    ]
+    return pl.concat(empty, how="diagonal_relaxed").collect_schema()
+
+
+def _bookkept(index: int, f: PlannedFile) -> pl.LazyFrame:
+    """One file's rows harmonised, with `_file` (its index in the planned list), `_row` (its
+    position in the file) and its partition's time range."""
+    return (
+        harmonise(pl.scan_parquet(f.path, hive_partitioning=False))
+        .with_row_index(ROW)
+        .with_columns(
+            pl.lit(index, pl.UInt32).alias(FILE),
+            pl.lit(f.start).dt.cast_time_unit("us").alias(PART_START),
+            pl.lit(f.end).dt.cast_time_unit("us").alias(PART_END),
         )
-    schemas = [fr.collect_schema() for fr in frames]
+    )
+
+
+def _mixed_extras(schemas: list[pl.Schema]) -> set[str]:
     extras: dict[str, set[pl.DataType]] = {}
     for sch in schemas:
         for name, dtype in sch.items():
             if name not in s.REQUIRED_COLUMNS and not name.startswith("_"):
                 extras.setdefault(name, set()).add(dtype)
-    mixed = [n for n, types in extras.items() if len(types) > 1]
-    if mixed:
-        frames = [
-            fr.with_columns([pl.col(n).cast(pl.String) for n in mixed if n in sch])
-            for fr, sch in zip(frames, schemas, strict=True)
+    return {n for n, types in extras.items() if len(types) > 1}
+
+
+def file_frame(index: int, f: PlannedFile, target: pl.Schema) -> pl.LazyFrame:
+    """One file's rows as the lake frame has them (`_bookkept`), in the columns and dtypes of
+    `target` (absent columns are null). Every engine reads files this way, so a file's rows are
+    typed the same whichever engine reads them."""
+    frame = _bookkept(index, f)
+    have = frame.collect_schema()
+    return frame.select(
+        [
+            (pl.col(name) if name in have else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in target.items()
         ]
-    return pl.concat(frames, how="diagonal_relaxed")
+    )
+
+
+def _concat(files: list[PlannedFile]) -> pl.LazyFrame:
+    target = target_schema(files)
+    return pl.concat([file_frame(i, f, target) for i, f in enumerate(files)], how="vertical")
 
 
 def locate_unreadable(files: list[PlannedFile]) -> tuple[PlannedFile, str] | None:

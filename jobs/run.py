@@ -27,12 +27,12 @@ from jobs.lock import curated_lock
 from jobs.logs import run_context
 from jobs.manifest import manifest_path, versions, write_manifest
 from jobs.plan import PlannedFile, plan_files
-from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from jobs.publish import CURATED_TABLE
+from jobs.stage import STAGED_TABLES, StageTargets
 from jobs.suffixes import describe as describe_suffixes
 from jobs.suffixes import suffix_rules
 from jobs.timing import Timer
 from transforms import schema as s
-from transforms.aggregates import SUMMARY_TABLES
 from transforms.params import DayWindow
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-PUBLISHED_TABLES = (CURATED_TABLE, REJECTS_TABLE, *SUMMARY_TABLES)
+# What this version publishes, in the fingerprint: an upgrade that adds a table rebuilds days.
+PUBLISHED_TABLES = STAGED_TABLES
 
 
 def fingerprint(
@@ -124,9 +125,10 @@ def _run_locked(
     timer = Timer(progress)
     log.info("run %s: building %s", run_id, day.isoformat())
     discovery: Discovery | None = None
+    runner = runner_for(config)
     if config.proxies_auto:
         with timer.step("discover"):
-            config, discovery = resolve_auto(config, day)
+            config, discovery = resolve_auto(config, day, runner)
     events_root, curated_root = config.require_paths()
     params = config.link_params()
     window = DayWindow.for_day(day, params)
@@ -149,23 +151,16 @@ def _run_locked(
             skipped_because=last["run_id"],
             discovered_proxies=discovery.proxies if discovery else None,
         )
-    if config.engine == "polars":
-        # great-expectations imports pyspark when present: never race the Spark engine's import.
-        preload_expectations()
-    runner = runner_for(config)
-    with timer.step("link"):
-        built = runner.build(planned, window, params, config.input.on_corrupt_file)
-    out = built.out
-    tables = {name: curated_root / name for name in (CURATED_TABLE, REJECTS_TABLE)}
-    summaries = {name: curated_root / name for name in SUMMARY_TABLES}
-    with timer.step("write"):
-        written = runner.stage(built, tables, day, run_id)
-    with timer.step("aggregate"):
-        written |= runner.stage_aggregates(
-            built, written[CURATED_TABLE], summaries, suffix_rules(), day, run_id
-        )
-    tables |= summaries
-    staged = publish.Staged({name: (tables[name], written[name]) for name in tables}, day)
+    # great-expectations imports pyspark when present: the Spark runner imports it first, so
+    # the background import of great-expectations never races it.
+    preload_expectations()
+    tables = {name: curated_root / name for name in STAGED_TABLES}
+    targets = StageTargets(tables, day, run_id)
+    built = runner.build(
+        planned, window, params, config.input.on_corrupt_file, targets, suffix_rules(), timer
+    )
+    out = built.result
+    staged = publish.Staged({name: (tables[name], built.staged[name]) for name in tables}, day)
     failure: ValidationFailed | None = None
     try:
         validation, versions_published = publish_gated(
@@ -193,6 +188,7 @@ def _run_locked(
         "status": report.status,
         "fingerprint": print_,
         "engine": config.engine,
+        "engine_details": built.details,
         "started_at": started.isoformat(),
         "finished_at": now().isoformat(),
         "config": configured.model_dump(mode="json"),

@@ -3,8 +3,8 @@
     spark-submit [cluster options] jobs/spark_entry.py run --conf spark-cluster.yaml --date D
 
 Set `spark.master: null` in that config so the master and resources come from spark-submit.
-The transforms use the DataFrame API only, so executors run no Python: only the driver needs
-proxylink and its dependencies installed.
+The executors run the link core (polars) in their Python workers, so they need the same Python
+environment as the driver: proxylink and its dependencies (see deploy/spark/spark-submit.sh).
 """
 
 from __future__ import annotations

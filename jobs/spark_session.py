@@ -7,35 +7,40 @@ to install instead of showing that.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from pyspark.errors import PySparkRuntimeError
-from pyspark.sql import SparkSession
+# pyspark warns that it does not fully support pandas 3; the Spark runner runs no pandas code.
+warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
 
-from transforms.engine import EngineUnavailable
+from pyspark.errors import PySparkRuntimeError  # noqa: E402
+from pyspark.sql import SparkSession  # noqa: E402
 
-# Settings the engine's semantics rely on; a run refuses other values.
+from transforms.engine import EngineUnavailable  # noqa: E402
+
+# Settings the runner relies on; a run refuses other values. Spark only moves rows the polars
+# core has typed (as Arrow IPC), so none of its SQL semantics matter but the clock.
 REQUIRED_OPTIONS: dict[str, str] = {
-    # rejected rows and raw shadows spell timestamps in the session time zone
     "spark.sql.session.timeZone": "UTC",
-    # Delta readers expect microsecond timestamps, not Spark's default INT96
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    # read nanosecond timestamps (pandas writes them) as longs; the reader converts them
-    "spark.sql.legacy.parquet.nanosAsLong": "true",
-    # JSON that repeats a key parses, as it does for polars
-    "spark.sql.variant.allowDuplicateKeys": "true",
 }
 
 # Defaults a deployment may override.
 DEFAULT_OPTIONS: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
-    "spark.sql.adaptive.skewJoin.enabled": "true",
+    # Each task links with polars; one polars thread per task core keeps executors from
+    # running more threads than they have cores (spark.task.cpus cores per task).
+    "spark.executorEnv.POLARS_MAX_THREADS": "1",
 }
+
+LOG4J = Path(__file__).with_name("spark-log4j2.properties")
 
 JAVA_HINT = (
     "the Spark engine needs Java 17: install openjdk-17-jre-headless "
@@ -45,16 +50,11 @@ JAVA_HINT = (
 
 @dataclass(frozen=True)
 class SparkSettings:
-    """Where and how Spark runs. `master` None leaves it to spark-submit (a cluster run).
-
-    `checkpoint_dir` (a reliable file system on a cluster) makes the engine's intermediate
-    frames survive the loss of an executor; without it they are local checkpoints.
-    """
+    """Where and how Spark runs. `master` None leaves it to spark-submit (a cluster run)."""
 
     master: str | None = "local[*]"
     app_name: str = "proxylink"
     options: Mapping[str, str] = field(default_factory=dict)
-    checkpoint_dir: str | None = None
 
 
 def session_options(settings: SparkSettings) -> dict[str, str]:
@@ -65,21 +65,30 @@ def session_options(settings: SparkSettings) -> dict[str, str]:
         need = REQUIRED_OPTIONS.get(key)
         if need is not None and str(value) != need:
             raise ValueError(f"Spark option {key} must be {need} (got {value})")
-    return {
-        **DEFAULT_OPTIONS,
-        **{k: str(v) for k, v in settings.options.items()},
-        **REQUIRED_OPTIONS,
-    }
+    options = {**DEFAULT_OPTIONS, **{k: str(v) for k, v in settings.options.items()}}
+    if "spark.executorEnv.POLARS_MAX_THREADS" not in settings.options:
+        options["spark.executorEnv.POLARS_MAX_THREADS"] = options.get("spark.task.cpus", "1")
+    return {**options, **REQUIRED_OPTIONS}
 
 
 def build_session(settings: SparkSettings | None = None) -> SparkSession:
     """Start (or join) the session; EngineUnavailable names the missing Java."""
     settings = settings or SparkSettings()
+    local = settings.master is not None and settings.master.startswith("local")
+    if local and "PYSPARK_PYTHON" not in os.environ:
+        # Local Python workers run this interpreter, whose environment has proxylink (pyspark
+        # would start `python3` from PATH). On a cluster, spark-submit's environment says.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+    options = session_options(settings)
+    if local and not any("log4j" in v for k, v in options.items() if "JavaOptions" in k):
+        java = options.get("spark.driver.extraJavaOptions", "")
+        options["spark.driver.extraJavaOptions"] = f"{java} -Dlog4j2.configurationFile={LOG4J}"
     builder = SparkSession.builder.appName(settings.app_name)
     if settings.master is not None:
         builder = builder.master(settings.master)
-    for key, value in session_options(settings).items():
+    for key, value in options.items():
         builder = builder.config(key, value)
+
     try:
         session = builder.getOrCreate()
     except PySparkRuntimeError as exc:
@@ -88,8 +97,8 @@ def build_session(settings: SparkSettings | None = None) -> SparkSession:
         raise
     except FileNotFoundError as exc:  # no `java` executable at all on some platforms
         raise EngineUnavailable(f"{JAVA_HINT} ({exc})") from None
-    if settings.checkpoint_dir is not None:
-        session.sparkContext.setCheckpointDir(settings.checkpoint_dir)
+    if logging.getLogger("jobs").isEnabledFor(logging.DEBUG):
+        session.sparkContext.setLogLevel("INFO")
     return session
 
 

@@ -30,8 +30,10 @@ def spark() -> Iterator[SparkSession]:
     """The one Spark session of the test run: local[2], UTC (the session builder sets it), four
     shuffle partitions, UI off. Started on first use, so polars-only runs never start a JVM."""
     settings = SparkSettings(
-        master="local[2]",
-        app_name="proxylink-parity",
+        # Two cores, and a failed task is retried once, as on a cluster (plain local[2] never
+        # retries): the fault tests rely on it.
+        master="local[2,2]",
+        app_name="proxylink-tests",
         options={
             "spark.sql.shuffle.partitions": "4",
             "spark.ui.enabled": "false",
@@ -45,9 +47,12 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
-@pytest.fixture(params=["polars"])
+@pytest.fixture(params=["polars", "spark"])
 def engine(request: pytest.FixtureRequest) -> str:
-    """Every engine must pass the same behavioural tests."""
+    """Every engine must pass the same behavioural tests. The Spark runner joins the session's
+    one Spark session (started here on first use), as a run in this process would."""
+    if request.param == "spark":
+        request.getfixturevalue("spark")
     return str(request.param)
 
 

@@ -24,8 +24,13 @@ TOLERANT = """expectations:
 
 
 def run_cli(
-    capsys: pytest.CaptureFixture[str], events: Path, curated: Path, *extra: str
+    capsys: pytest.CaptureFixture[str],
+    events: Path,
+    curated: Path,
+    *extra: str,
+    engine: str = "polars",
 ) -> tuple[int, str]:
+    extra = (*extra, "--engine", engine)
     if "--conf" not in extra:
         conf = curated.parent / "tolerant.yaml"
         conf.write_text(TOLERANT)
@@ -58,10 +63,10 @@ def manifest(curated: Path) -> dict:
 
 
 def test_missing_required_column_names_file_and_column(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     events = write_lake(tmp_path, frame([leg(0)]).drop(s.LOCAL_PORT))
-    code, err = run_cli(capsys, events, tmp_path / "cur")
+    code, err = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 3
     assert "LocalPort" in err and "part-0.parquet" in err
     assert "Traceback" not in err
@@ -69,18 +74,18 @@ def test_missing_required_column_names_file_and_column(
 
 
 def test_corrupt_file_fails_by_default_and_is_skipped_when_configured(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     events = write_lake(tmp_path, frame([leg(0, 50001), np_row(10, "ok.com", 50001)]))
     bad = events / f"date={DAY}" / "hour=12" / "part-1.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
-    code, err = run_cli(capsys, events, tmp_path / "cur")
+    code, err = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 3
     assert str(bad) in err and "Traceback" not in err
 
     conf = tmp_path / "skip.yaml"
     conf.write_text("input:\n  on_corrupt_file: skip\n" + TOLERANT)
-    code, err = run_cli(capsys, events, tmp_path / "cur", "--conf", str(conf))
+    code, err = run_cli(capsys, events, tmp_path / "cur", "--conf", str(conf), engine=engine)
     assert code == 0
     m = manifest(tmp_path / "cur")
     assert [f["path"] for f in m["skipped_files"]] == [str(bad)]
@@ -88,7 +93,7 @@ def test_corrupt_file_fails_by_default_and_is_skipped_when_configured(
 
 
 def test_corrupt_data_pages_name_the_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     rows = [leg(i * 10, 50000 + i, RemoteUrl=f"pad{i}" * 20) for i in range(2000)]
     events = write_lake(tmp_path, frame(rows))
@@ -97,7 +102,7 @@ def test_corrupt_data_pages_name_the_file(
     for i in range(200, len(data) // 2):
         data[i] = 0xFF
     path.write_bytes(bytes(data))
-    code, err = run_cli(capsys, events, tmp_path / "cur")
+    code, err = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 3
     assert str(path) in err and "Traceback" not in err
 
@@ -126,7 +131,7 @@ def test_date_with_no_partitions(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_ports_as_strings_are_parsed_and_bad_ones_rejected(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     df = frame(
         [leg(0, 50001), np_row(10, "str.com", 50001), leg(100, 50002), leg(200, 50003)]
@@ -140,7 +145,7 @@ def test_ports_as_strings_are_parsed_and_bad_ones_rejected(
         .alias(s.LOCAL_PORT)
     )
     events = write_lake(tmp_path, df)
-    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 0
     cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
     assert cur.schema[s.LOCAL_PORT] == pl.Int32
@@ -155,11 +160,11 @@ def test_ports_as_strings_are_parsed_and_bad_ones_rejected(
 
 
 def test_unparseable_additional_fields_is_quarantined(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     rows = [leg(0, 50001), http_row(10, "x.com", 50001, AdditionalFields="{not json")]
     events = write_lake(tmp_path, frame(rows))
-    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 0
     rejects = pl.read_delta(str(tmp_path / "cur" / "rejects"))
     assert rejects[s.REJECT_REASON].to_list() == ["bad_AdditionalFields"]
@@ -168,14 +173,14 @@ def test_unparseable_additional_fields_is_quarantined(
 
 
 def test_null_device_and_timestamp_are_quarantined(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     df = frame([leg(0, 50001), leg(10, 50002, DeviceId=None), leg(20, 50003, DeviceId="")])
     # A Timestamp that does not parse, in a file that stores it as text.
     extra = frame([leg(30, 50004)]).with_columns(pl.lit("yesterday-ish").alias(s.TIMESTAMP))
     events = write_lake(tmp_path, df)
     extra.write_parquet(events / f"date={DAY}" / "hour=12" / "part-1.parquet")
-    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 0
     rejects = pl.read_delta(str(tmp_path / "cur" / "rejects"))
     assert sorted(rejects[s.REJECT_REASON].to_list()) == [
@@ -191,12 +196,12 @@ def test_null_device_and_timestamp_are_quarantined(
 
 
 def test_exact_duplicates_are_dropped_and_key_clashes_rejected(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     a = leg(0, 50001)
     clash = dict(a, LocalPort=50099)  # same key, other content
     events = write_lake(tmp_path, frame([a, dict(a), clash]))
-    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 0
     m = manifest(tmp_path / "cur")
     assert (m["counts"]["curated"], m["counts"]["duplicate"], m["counts"]["rejected"]) == (1, 1, 1)
@@ -242,12 +247,16 @@ def test_invalid_flags_exit_2_with_one_line(
     ],
 )
 def test_bad_config_exits_2_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, needle: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str | None,
+    needle: str,
+    engine: str,
 ) -> None:
     conf = tmp_path / "conf.yaml"
     if text is not None:
         conf.write_text(text)
-    code, err = run_cli(capsys, tmp_path, tmp_path / "c", "--conf", str(conf))
+    code, err = run_cli(capsys, tmp_path, tmp_path / "c", "--conf", str(conf), engine=engine)
     assert code == 2
     lines = error_lines(err)
     assert len(lines) == 1 and needle in lines[0], err
@@ -261,7 +270,7 @@ def test_missing_settings_are_named(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_additional_fields_stored_as_an_object_is_read_as_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     df = frame([leg(0, 50001), http_row(10, "obj.example.com", 50001)])
     as_struct = df.with_columns(
@@ -272,7 +281,7 @@ def test_additional_fields_stored_as_an_object_is_read_as_json(
         )
     )
     events = write_lake(tmp_path, as_struct)
-    code, _ = run_cli(capsys, events, tmp_path / "cur")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 0
     cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
     assert cur[s.REMOTE_URL].to_list() == ["obj.example.com"]

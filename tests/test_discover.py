@@ -176,11 +176,12 @@ def _table(curated: Path) -> pl.DataFrame:
 
 
 def test_auto_run_publishes_the_rows_of_the_true_list_and_records_the_proxies(
-    tmp_path: Path, sample: tuple[Path, SampleSpec]
+    tmp_path: Path, sample: tuple[Path, SampleSpec], engine: str
 ) -> None:
+    """Discovery is a day-wide count over every device, whichever engine runs it."""
     events, spec = sample
     true_list = [f"{ip}:{port}" for ip, port in spec.proxies]
-    base = {"events": str(events)}
+    base = {"events": str(events), "engine": engine}
     listed = load_config(None, {**base, "curated": str(tmp_path / "a"), "proxies": true_list})
     auto = load_config(None, {**base, "curated": str(tmp_path / "b"), "proxies": "auto"})
     run_day(listed, DAY)
@@ -239,7 +240,6 @@ def test_no_qualifying_proxy_fails_with_exit_3_in_one_line(
         ("discovery:\n  min_device_share: 1.5\n", "discovery.min_device_share"),
         ("discovery:\n  ranges: [not-a-cidr]\n", "discovery.ranges"),
         ("discovery:\n  min_devises: 3\n", "discovery.min_devises: unknown setting"),
-        ("engine: spark\nproxies: auto\n", "run `proxylink discover-proxies"),
         ("proxies: [auto, 10.0.0.1]\n", "cannot be combined"),
     ],
 )
@@ -256,10 +256,11 @@ def test_bad_discovery_settings_exit_2_with_one_line(
 
 
 def test_discover_command_prints_evidence_and_a_pastable_list(
-    tmp_path: Path, sample: tuple[Path, SampleSpec], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sample: tuple[Path, SampleSpec], capsys: pytest.CaptureFixture[str], engine: str
 ) -> None:
     events, spec = sample
     args = ["discover-proxies", "--date", DAY.isoformat(), "--events", str(events)]
+    args += ["--engine", engine]
     assert main([*args, "--format", "yaml"]) == 0
     pasted = yaml.safe_load(capsys.readouterr().out)
     assert set(pasted) == {"proxies"}
@@ -292,11 +293,12 @@ def test_discover_command_without_a_proxy_exits_3_but_shows_near_misses(
     assert sum(line.startswith("proxylink: error") for line in err.splitlines()) == 1
 
 
-def test_inline_lake_run_with_auto(tmp_path: Path, hard_cases: pl.LazyFrame) -> None:
+def test_inline_lake_run_with_auto(tmp_path: Path, hard_cases: pl.LazyFrame, engine: str) -> None:
     """The CLI path end to end on the hard cases: only the two proxies are linked."""
     events = write_lake(tmp_path, hard_cases.collect())
     curated = tmp_path / "cur"
     args = ["--date", DAY.isoformat(), "--events", str(events), "--curated", str(curated)]
+    args += ["--engine", engine]
     code = main(["run", *args, "--proxy", "auto"])
     assert code == 0
     table = _table(curated)

@@ -31,7 +31,7 @@ from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.run import new_run_id, run_day
 from transforms import schema as s
 from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE, SUMMARY_TABLES
-from transforms.engine import DayOutput
+from transforms.engine import DayResult
 from transforms.params import DayWindow
 
 DAY = date(2026, 11, 1)
@@ -81,9 +81,7 @@ def _stage(
         rows.write_parquet(path)
         tables[name] = (root / name, [path])
     manifest = _manifest(root)
-    out = DayOutput(
-        curated=curated.lazy(),
-        rejects=pl.LazyFrame(),
+    out = DayResult(
         counts=counts,
         reject_reasons={},
         link_stats=manifest["link_stats"],

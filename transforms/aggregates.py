@@ -9,8 +9,9 @@ Its `Status` is the list an administrator needs to turn network protection on:
 `protected` (the device produced evidence), `blind` (proxy legs but no evidence at all, so
 network protection is probably off) or `direct-only` (no proxy legs and no evidence).
 
-Each engine implements both (`transforms/<engine>/aggregates.py`); the parity test holds them
-to the same rows.
+The link core computes both (`transforms/polars_engine/aggregates.py`): `proxy_coverage` is
+local to a device and `domain_daily` merges from per-part partials, so the Spark runner computes
+them exactly on its partitions.
 """
 
 from __future__ import annotations

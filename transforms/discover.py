@@ -124,9 +124,37 @@ def address_class(
     return None
 
 
-def socket_evidence(events: pl.LazyFrame, start: datetime, end: datetime) -> pl.LazyFrame:
-    """Per IP:port of the day [start, end): devices, connections, domains named, HTTP and CONNECT
-    inspection records, and the day's device count (the same on every row).
+@dataclass(frozen=True)
+class SocketPartials:
+    """What discovery counts of some rows of the day, in parts that add up over any split of
+    the rows (`merge`): per (IP, port, device) its connections, per (IP, port, domain) how
+    often evidence names it, per (IP, port) its HTTP and CONNECT inspection records, and the
+    day's distinct devices. IPs are normalised (`normalise_ip`)."""
+
+    devices: pl.LazyFrame  # _IP, _PORT, DeviceId, connections
+    names: pl.LazyFrame  # _IP, _PORT, _DOMAIN, len
+    inspection: pl.LazyFrame  # _IP, _PORT, http_records, connect_records
+    day_devices: pl.LazyFrame  # DeviceId (distinct, not blank)
+
+    @classmethod
+    def merge(cls, parts: list[SocketPartials]) -> SocketPartials:
+        def cat(name: str) -> pl.LazyFrame:
+            return pl.concat([getattr(p, name) for p in parts])
+
+        return cls(
+            devices=cat("devices")
+            .group_by(_IP, _PORT, s.DEVICE_ID)
+            .agg(pl.col("connections").sum()),
+            names=cat("names").group_by(_IP, _PORT, _DOMAIN).agg(pl.col("len").sum()),
+            inspection=cat("inspection")
+            .group_by(_IP, _PORT)
+            .agg(pl.col("http_records").sum(), pl.col("connect_records").sum()),
+            day_devices=cat("day_devices").unique(),
+        )
+
+
+def socket_partials(events: pl.LazyFrame, start: datetime, end: datetime) -> SocketPartials:
+    """The partials of the rows of the day [start, end) among `events`.
 
     Only outbound ConnectionSuccess and HTTP/TLS inspection rows count: on an inbound or listening
     row RemoteIP is not a destination. Rows are reduced first: per (address as written, port), per
@@ -143,17 +171,12 @@ def socket_evidence(events: pl.LazyFrame, start: datetime, end: datetime) -> pl.
         .filter(pl.col(_PORT).is_not_null())
     )
     ip = normalise_ip(pl.col(s.REMOTE_IP))
-    per_address = (
-        rows.group_by(s.REMOTE_IP, _PORT)
-        .agg(
-            pl.col(s.DEVICE_ID).unique().alias("_devices"),
-            (action == s.CONNECTION_SUCCESS).sum().alias("connections"),
-        )
+    devices = (
+        rows.group_by(s.REMOTE_IP, _PORT, s.DEVICE_ID)
+        .agg((action == s.CONNECTION_SUCCESS).sum().cast(pl.Int64).alias("connections"))
         .with_columns(ip.alias(_IP))
-    )
-    per_socket = per_address.group_by(_IP, _PORT).agg(
-        _blank_to_null(pl.col("_devices").explode()).drop_nulls().n_unique().alias("devices"),
-        pl.col("connections").sum(),
+        .group_by(_IP, _PORT, s.DEVICE_ID)
+        .agg(pl.col("connections").sum())
     )
     np_names = (
         rows.filter(action == s.CONNECTION_SUCCESS, pl.col(s.REMOTE_URL).is_not_null())
@@ -182,35 +205,54 @@ def socket_evidence(events: pl.LazyFrame, start: datetime, end: datetime) -> pl.
             pl.col("len").filter(action == s.HTTP_INSPECTED).sum().alias("http_records"),
             pl.col("len").filter(pl.col(_CONNECT)).sum().alias("connect_records"),
         )
+        .with_columns(pl.col("http_records", "connect_records").cast(pl.Int64))
     )
-    per_name = (
+    names = (
         pl.concat([np_names, inspected.select(s.REMOTE_IP, _PORT, "_named", "len")])
         .filter(pl.col("_named").is_not_null())
         .with_columns(ip.alias(_IP))
         .pipe(normalise_domain, "_named", _DOMAIN)
         .filter(pl.col(_DOMAIN).is_not_null())
         .group_by(_IP, _PORT, _DOMAIN)
-        .agg(pl.col("len").sum())
+        .agg(pl.col("len").sum().cast(pl.Int64))
+    )
+    day_devices = (
+        day.select(_blank_to_null(pl.col(s.DEVICE_ID)).alias(s.DEVICE_ID)).drop_nulls().unique()
+    )
+    return SocketPartials(devices, names, inspection, day_devices)
+
+
+def socket_evidence_of(partials: SocketPartials, day_devices: int) -> pl.LazyFrame:
+    """Per IP:port: devices, connections, domains named (and the three most named), HTTP and
+    CONNECT inspection records, and the day's device count (the same on every row). The
+    partials must hold every row of the sockets they cover."""
+    per_socket = partials.devices.group_by(_IP, _PORT).agg(
+        _blank_to_null(pl.col(s.DEVICE_ID)).drop_nulls().n_unique().alias("devices"),
+        pl.col("connections").sum(),
     )
     names = (
-        per_name.sort([_IP, _PORT, "len", _DOMAIN], descending=[False, False, True, False])
+        partials.names.sort([_IP, _PORT, "len", _DOMAIN], descending=[False, False, True, False])
         .group_by(_IP, _PORT, maintain_order=True)
         .agg(pl.len().alias("domains"), pl.col(_DOMAIN).head(3).alias("example_domains"))
-    )
-    day_devices = day.select(pl.col(s.DEVICE_ID).unique()).select(
-        _blank_to_null(pl.col(s.DEVICE_ID)).drop_nulls().n_unique().alias("day_devices")
     )
     counts = ("connections", "domains", "http_records", "connect_records")
     return (
         per_socket.filter(pl.col(_IP) != "")
-        .join(inspection, on=[_IP, _PORT], how="left")
+        .join(partials.inspection, on=[_IP, _PORT], how="left")
         .join(names, on=[_IP, _PORT], how="left")
-        .join(day_devices, how="cross")
         .with_columns(
             *(pl.col(c).fill_null(0).cast(pl.UInt32) for c in counts),
             pl.col("example_domains").fill_null([]),
+            pl.lit(day_devices, pl.UInt32).alias("day_devices"),
         )
     )
+
+
+def socket_evidence(events: pl.LazyFrame, start: datetime, end: datetime) -> pl.LazyFrame:
+    """`socket_evidence_of` the partials of every row of the day [start, end)."""
+    partials = socket_partials(events, start, end)
+    day_devices = partials.day_devices.select(pl.len()).collect().item()
+    return socket_evidence_of(partials, int(day_devices))
 
 
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:

@@ -1,9 +1,10 @@
 """The two daily summary tables analysts start from: `domain_daily` and `proxy_coverage`.
 
 Both are computed from the day's curated rows (and, for coverage, the day's evidence rows), so
-they agree with `connection_success` by construction. The Spark engine implements the same
-definitions in `transforms/spark_engine/aggregates.py`; see `transforms/aggregates.py` for the
-columns.
+they agree with `connection_success` by construction; see `transforms/aggregates.py` for the
+columns. `proxy_coverage` is local to a device and `domain_daily` local to a name, so both can be
+computed on partitions of the day's rows: the Spark runner computes coverage on its device
+partitions and `domain_daily` from partials (`domain_partials`) shuffled by name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from transforms import aggregates as a
 from transforms import schema as s
 from transforms.psl import EXCEPTION, KIND, NORMAL, SUFFIX, WILDCARD, SuffixRules
 
-_LABELS, _N, _K, _CAND = "_labels", "_n", "_k", "_cand"
+_LABELS, _N, _K, _CAND, _PROC = "_labels", "_n", "_k", "_cand", "_proc"
 
 
 def registered_domains(urls: pl.LazyFrame, rules: SuffixRules) -> pl.LazyFrame:
@@ -68,33 +69,68 @@ def _process(curated: pl.LazyFrame) -> pl.Expr:
     return pl.lit(None, pl.String)
 
 
-def domain_daily(curated: pl.LazyFrame, rules: SuffixRules, day: date) -> pl.LazyFrame:
-    """One row per `RemoteUrl` of the day's connections with a known destination."""
+def domain_partials(curated: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """What `domain_daily` needs of some curated rows: per `RemoteUrl` its devices, connections,
+    proxied connections and time range, and per (`RemoteUrl`, process) its connections.
+
+    Partials of device-disjoint rows add up (`merge_domain_partials`): a device counted for a
+    name in one part is never counted for it in another.
+    """
     known = curated.filter(pl.col(s.REMOTE_URL).is_not_null()).select(
         s.REMOTE_URL,
         s.DEVICE_ID,
         s.TIMESTAMP,
         s.IS_PROXIED,
-        _process(curated).alias("_proc"),
+        _process(curated).alias(_PROC),
     )
-    base = known.group_by(s.REMOTE_URL).agg(
+    urls = known.group_by(s.REMOTE_URL).agg(
         pl.col(s.DEVICE_ID).n_unique().cast(pl.Int64).alias(a.DEVICES),
         pl.len().cast(pl.Int64).alias(a.CONNECTIONS),
         pl.col(s.IS_PROXIED).sum().cast(pl.Int64).alias(a.PROXIED_CONNECTIONS),
         pl.col(s.TIMESTAMP).min().alias(a.FIRST_SEEN),
         pl.col(s.TIMESTAMP).max().alias(a.LAST_SEEN),
     )
+    procs = (
+        known.filter(pl.col(_PROC).is_not_null())
+        .group_by(s.REMOTE_URL, _PROC)
+        .agg(pl.len().cast(pl.Int64).alias(_N))
+    )
+    return urls, procs
+
+
+def merge_domain_partials(
+    parts: list[tuple[pl.LazyFrame, pl.LazyFrame]],
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The partials of the union of device-disjoint parts."""
+    urls = (
+        pl.concat([u for u, _ in parts])
+        .group_by(s.REMOTE_URL)
+        .agg(
+            pl.col(a.DEVICES).sum(),
+            pl.col(a.CONNECTIONS).sum(),
+            pl.col(a.PROXIED_CONNECTIONS).sum(),
+            pl.col(a.FIRST_SEEN).min(),
+            pl.col(a.LAST_SEEN).max(),
+        )
+    )
+    procs = pl.concat([p for _, p in parts]).group_by(s.REMOTE_URL, _PROC).agg(pl.col(_N).sum())
+    return urls, procs
+
+
+def domain_daily_of(
+    partials: tuple[pl.LazyFrame, pl.LazyFrame], rules: SuffixRules, day: date
+) -> pl.LazyFrame:
+    """`domain_daily` rows from the partials of every row of the day that names a domain (or of
+    every row of the names it covers: the rows of one `RemoteUrl` never need another's)."""
+    urls, procs = merge_domain_partials([partials])
     top = (
-        known.filter(pl.col("_proc").is_not_null())
-        .group_by(s.REMOTE_URL, "_proc")
-        .agg(pl.len().alias("_n"))
-        .sort([s.REMOTE_URL, "_n", "_proc"], descending=[False, True, False])
+        procs.sort([s.REMOTE_URL, _N, _PROC], descending=[False, True, False])
         .group_by(s.REMOTE_URL, maintain_order=True)
-        .agg(pl.col("_proc").head(a.TOP_PROCESSES_N).alias(a.TOP_PROCESSES))
+        .agg(pl.col(_PROC).head(a.TOP_PROCESSES_N).alias(a.TOP_PROCESSES))
     )
     return (
-        base.join(top, on=s.REMOTE_URL, how="left")
-        .join(registered_domains(known, rules), on=s.REMOTE_URL, how="left")
+        urls.join(top, on=s.REMOTE_URL, how="left")
+        .join(registered_domains(urls, rules), on=s.REMOTE_URL, how="left")
         .with_columns(
             pl.lit(day).alias(s.PARTITION_DATE),
             (pl.col(a.PROXIED_CONNECTIONS) / pl.col(a.CONNECTIONS)).alias(a.PROXIED_SHARE),
@@ -103,6 +139,11 @@ def domain_daily(curated: pl.LazyFrame, rules: SuffixRules, day: date) -> pl.Laz
         .select(a.DOMAIN_DAILY_COLUMNS)
         .sort(s.REMOTE_URL)
     )
+
+
+def domain_daily(curated: pl.LazyFrame, rules: SuffixRules, day: date) -> pl.LazyFrame:
+    """One row per `RemoteUrl` of the day's connections with a known destination."""
+    return domain_daily_of(domain_partials(curated), rules, day)
 
 
 def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> pl.LazyFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from transforms import schema as s
+from transforms.engine import INPUT_COUNTS
 from transforms.params import DayWindow
 from transforms.polars_engine.classify import (
     DEV,
@@ -18,7 +19,6 @@ from transforms.polars_engine.classify import (
     LEG,
     NP,
     NP2,
-    RIP,
     ROLE,
     SSL,
     TARGET_PORT,
@@ -49,7 +49,10 @@ FATES = (CURATED, REJECTED, DUPLICATE, FOLDED, UNMATCHED, OTHER)
 FATE_TYPE = pl.Enum([OK, *FATES])
 
 _KEY = [DEV, s.TIMESTAMP, s.REPORT_ID]  # the event key, with the device as its code
-_TIE = [ROLE, RIP, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
+# Which of the rows that share a key is kept: a fixed order of their content. RemoteIP is
+# compared as its text: integer codes follow the order strings were first seen in the process.
+_RIP_TEXT = "_rip_text"
+_TIE = [ROLE, _RIP_TEXT, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
 
 
 def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
@@ -70,13 +73,19 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     # A hash of the key finds the candidates with far less memory than a window over the key;
     # a collision only adds a candidate, which the exact comparison below then keeps.
     shared = (pl.col(FATE) == OK) & pl.struct(_KEY).hash(seed=0).is_duplicated()
-    clash = frame.filter(shared).select(FILE, ROW, ID, *_KEY, *_TIE[:-1])
+    narrow_tie = [c for c in _TIE if c not in (_RIP_TEXT, ROW_HASH)]
+    clash = frame.filter(shared).select(FILE, ROW, ID, *_KEY, *narrow_tie)
     if clash.is_empty():
         return frame
     content = [c for c in raw.collect_schema() if not c.startswith("_")]
     hashes = (
         raw.join(clash.select(FILE, ROW).lazy(), on=[FILE, ROW], how="semi")
-        .select(FILE, ROW, pl.struct(content).hash(seed=0).alias(ROW_HASH))
+        .select(
+            FILE,
+            ROW,
+            pl.col(s.REMOTE_IP).alias(_RIP_TEXT),
+            pl.struct(content).hash(seed=0).alias(ROW_HASH),
+        )
         .collect()
     )
     clash = clash.join(hashes, on=[FILE, ROW], how="left").sort(
@@ -288,8 +297,8 @@ def reject_reasons(decisions: pl.DataFrame) -> dict[str, int]:
     return dict(counts.iter_rows())
 
 
-def link_stats(decisions: pl.DataFrame) -> dict[str, float | int]:
-    """Link rate overall and on devices that show any evidence (network protection on)."""
+def link_counts(decisions: pl.DataFrame) -> dict[str, int]:
+    """Legs linked, overall and on devices that show any evidence (network protection on)."""
     ok = decisions.filter(pl.col(FATE).is_in([CURATED, FOLDED]))
     evidence_roles = pl.col(ROLE).is_in([NP, HTTP, SSL]) | (
         (pl.col(ROLE) == NP2) & (pl.col(FATE) == FOLDED)
@@ -298,35 +307,27 @@ def link_stats(decisions: pl.DataFrame) -> dict[str, float | int]:
     legs = ok.filter(pl.col(ROLE) == LEG)
     linked = pl.col(s.LINK_METHOD).is_in([s.METHOD_SOCKET, s.METHOD_PROCESS])
     on_protected = legs.join(protected, on=DEV, how="semi")
-    n_legs, n_prot = legs.height, on_protected.height
-    n_linked, n_prot_linked = legs.filter(linked).height, on_protected.filter(linked).height
     return {
         "devices": ok.select(DEV).n_unique(),
         "devices_with_evidence": protected.height,
-        "legs": n_legs,
-        "legs_linked": n_linked,
-        "link_rate": round(n_linked / n_legs, 6) if n_legs else 0.0,
-        "legs_on_devices_with_evidence": n_prot,
-        "link_rate_devices_with_evidence": round(n_prot_linked / n_prot, 6) if n_prot else 0.0,
+        "legs": legs.height,
+        "legs_linked": legs.filter(linked).height,
+        "legs_on_devices_with_evidence": on_protected.height,
+        "legs_linked_on_devices_with_evidence": on_protected.filter(linked).height,
     }
 
 
-def input_profile(
-    events: pl.DataFrame, raw: pl.LazyFrame, files: list[str], window: DayWindow
-) -> pl.DataFrame:
-    """One row per input file of day D's own partitions: its rows and how many broke each rule.
-
-    This is what the input suite validates: rates over every row, computed here so that the
-    expectations run on a few dozen rows instead of millions.
-    """
+def input_counts(events: pl.DataFrame, raw: pl.LazyFrame, window: DayWindow) -> pl.DataFrame:
+    """One row per input file of day D's own partitions: its rows and how many broke each rule
+    (`transforms.engine.INPUT_COUNTS`); the rates are derived once the counts are summed."""
     own = raw.filter(pl.col(PART_START).dt.date() == window.day)
     actions = (
         own.group_by(FILE, s.ACTION_TYPE)
         .len()
         .collect()
-        .filter(~pl.col(s.ACTION_TYPE).is_in(s.KNOWN_ACTION_TYPES))
+        .filter(~pl.col(s.ACTION_TYPE).is_in(s.KNOWN_ACTION_TYPES).fill_null(True))
         .group_by(FILE)
-        .agg(pl.col(s.ACTION_TYPE).fill_null("(null)").sort().str.join(", ").alias("unknown"))
+        .agg(pl.col(s.ACTION_TYPE).fill_null("(null)").sort().alias("unknown"))
     )
     reasons = pl.col(REJECT).cast(pl.String)
     bad_value = reasons.str.starts_with("bad_") & ~reasons.is_in(
@@ -352,19 +353,9 @@ def input_profile(
         )
         .join(actions, on=FILE, how="left")
     )
-    rows = pl.col("rows")
-    return per_file.sort(FILE).select(
-        pl.col(FILE)
-        .replace_strict(list(range(len(files))), files, return_dtype=pl.String)
-        .alias("file"),
-        rows,
-        *[
-            (pl.col(c).fill_null(0) / rows).alias(f"{c}_rate")
-            for c in ("null_key", "bad_value", "bad_port", "outside_partition")
-        ],
-        pl.col("unknown").alias("unknown_action_types"),
-        # Rows outside their partition's hour but within the clock skew: absorbed by the margins.
-        (pl.col("outside_hour") - pl.col("outside_partition").fill_null(0))
-        .clip(0)
-        .alias("skewed_rows"),
-    )
+    counts = [c for c in INPUT_COUNTS if c not in (FILE, "unknown")]
+    return per_file.select(
+        FILE,
+        *[pl.col(c).fill_null(0) for c in counts],
+        pl.col("unknown").fill_null(pl.lit([], pl.List(pl.String))),
+    ).cast(INPUT_COUNTS)

@@ -1,0 +1,84 @@
+"""Staging a build's rows as Parquet files of partition D, before the gate decides to publish.
+
+Both runners stage through here: the polars runner once for the whole day, the Spark runner once
+per device partition inside its tasks (`part` is the partition). Files are named per run, part
+and attempt (`publish.new_data_path`), so two attempts of one Spark task never write the same
+file, and the runner commits exactly the files of the attempts that succeeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from jobs import publish
+from jobs.errors import OutputError
+from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from transforms import schema as s
+from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
+from transforms.engine import DayFrames
+from transforms.polars_engine import aggregates
+from transforms.psl import SuffixRules
+
+# Every table a run stages and publishes, in commit order.
+STAGED_TABLES = (CURATED_TABLE, REJECTS_TABLE, DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
+
+
+@dataclass(frozen=True)
+class StageTargets:
+    """Where a run stages day D's files: the folder of every table it publishes."""
+
+    tables: dict[str, Path]
+    day: date
+    run_id: str
+
+    def orphans(self, kept: set[Path]) -> list[Path]:
+        """Files this run wrote under partition D of its tables that are not in `kept`: those
+        of failed or superseded attempts. No Delta version references them."""
+        found: list[Path] = []
+        for table in self.tables.values():
+            folder = table / f"{s.PARTITION_DATE}={self.day.isoformat()}"
+            if folder.is_dir():
+                found += [p for p in folder.glob(f"part-{self.run_id}-*") if p not in kept]
+        return sorted(found)
+
+
+def sink(frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int) -> Path:
+    """Stream `frame` (its `date` column dropped) into one new file of partition D of `table`."""
+    path = publish.new_data_path(table, targets.day, targets.run_id, part)
+    if s.PARTITION_DATE in frame.collect_schema():
+        frame = frame.drop(s.PARTITION_DATE)
+    try:
+        frame.sink_parquet(path, compression="zstd")
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[str, list[Path]]:
+    """Stage a build's curated and rejected rows, and its `proxy_coverage` (local to a device,
+    so it is exact for any set of whole devices), from the staged curated rows."""
+    tables = targets.tables
+    written = {
+        CURATED_TABLE: [sink(frames.curated, tables[CURATED_TABLE], targets, part)],
+        REJECTS_TABLE: [sink(frames.rejects, tables[REJECTS_TABLE], targets, part)],
+    }
+    curated = pl.scan_parquet(written[CURATED_TABLE])
+    coverage = aggregates.proxy_coverage(curated, frames.evidence, targets.day)
+    written[PROXY_COVERAGE_TABLE] = [sink(coverage, tables[PROXY_COVERAGE_TABLE], targets, part)]
+    return written
+
+
+def stage_domains(
+    partials: tuple[pl.LazyFrame, pl.LazyFrame],
+    rules: SuffixRules,
+    targets: StageTargets,
+    part: int = 0,
+) -> list[Path]:
+    """Stage `domain_daily` from the domain partials of every row of the names they hold."""
+    rows = aggregates.domain_daily_of(partials, rules, targets.day)
+    return [sink(rows, targets.tables[DOMAIN_DAILY_TABLE], targets, part)]
