@@ -57,8 +57,9 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "ProxyIP": "the proxy; null for a direct row",
         "ProxyPort": "the proxy; null for a direct row",
         "TargetPort": (
-            "the real destination port where known: from CONNECT host:443, from a "
-            "network-protection row that shows the real target, or RemotePort of a direct row"
+            "the real destination port where known: from CONNECT host:443, from a plain-HTTP "
+            "request's absolute URI (80 by default), from a network-protection row that shows "
+            "the real target, or RemotePort of a direct row"
         ),
         "LinkMethod": "direct, socket, process, evidence_only or unlinked",
         "LinkDeltaMs": (
@@ -66,9 +67,15 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         ),
         "EvidenceSource": (
             "the ActionType of the evidence used (network protection's ConnectionSuccess is "
-            "preferred, then HttpConnectionInspected, then SslConnectionInspected)"
+            "preferred, then a CONNECT's HttpConnectionInspected, then SslConnectionInspected, "
+            "then a plain-HTTP request's HttpConnectionInspected)"
         ),
         "EvidenceReportId": "the ReportId of that evidence",
+        "RequestHosts": (
+            "for a leg whose socket carried plain-HTTP requests (no CONNECT): how many distinct "
+            "hosts they named within the tolerance; RemoteUrl is the first request's host "
+            "unless other evidence names it; null otherwise"
+        ),
         "date": _PARTITION,
     },
     REJECTS_TABLE: {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,38 @@ def http_row(ms: float, domain: str, port: int = 50000, target: int = 443, **kw:
             **kw,
         },
     )
+
+
+def request_row(
+    ms: float,
+    host: str | None,
+    uri: str,
+    port: int = 50000,
+    method: str = "GET",
+    **kw: Any,
+) -> dict[str, Any]:
+    """A plain-HTTP request through the proxy (no CONNECT): the Host header and the URI, which
+    a proxy client writes absolute (`http://host/path`)."""
+    fields = {"direction": "Out", "method": method, "uri": uri, "status_code": "200"}
+    if host is not None:
+        fields["host"] = host
+    return _base(
+        at(ms),
+        **{
+            s.ACTION_TYPE: s.HTTP_INSPECTED,
+            s.LOCAL_PORT: port,
+            s.PROCESS_ID: 0,
+            s.PROCESS_CREATION: None,
+            "InitiatingProcessFileName": None,
+            s.ADDITIONAL_FIELDS: json.dumps(fields),
+            **kw,
+        },
+    )
+
+
+def target_np(ms: float, domain: str, port: int | None = 50000, **kw: Any) -> dict[str, Any]:
+    """Network protection showing the real target's socket (not the proxy's) and the domain."""
+    return np_row(ms, domain, port, **{s.REMOTE_IP: "93.184.216.34", s.REMOTE_PORT: 443, **kw})
 
 
 def ssl_row(ms: float, domain: str, port: int = 50000, **kw: Any) -> dict[str, Any]:

@@ -286,3 +286,57 @@ def test_additional_fields_stored_as_an_object_is_read_as_json(
     cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
     assert cur[s.REMOTE_URL].to_list() == ["obj.example.com"]
     assert cur[s.EVIDENCE_SOURCE].to_list() == ["HttpConnectionInspected"]
+
+
+LOG_ANALYTICS = {
+    "TenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "SourceSystem": "",
+    "MachineGroup": "Workstations",
+    "TimeGenerated": "2026-11-01T12:03:11.1234567Z",
+    "Type": "DeviceNetworkEvents",
+}
+
+
+def test_one_event_in_two_files_with_other_columns_is_one_duplicate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
+) -> None:
+    """The same events exported twice, the second time by Log Analytics (its own columns, no
+    InitiatingProcessFileName, JSON spaced otherwise): duplicates, the fuller copy kept. A row
+    that differs in a column both carry is still a clash."""
+    a, b = leg(0, 50001), http_row(10, "dup.example.com", 50001)
+    clash = leg(500, 50002)
+    events = write_lake(tmp_path, frame([a, b, clash]))
+    again = frame([a, b, dict(clash, LocalPort=50099)]).drop("InitiatingProcessFileName")
+    again = again.with_columns(
+        *[pl.lit(v).alias(k) for k, v in LOG_ANALYTICS.items()],
+        pl.col(s.ADDITIONAL_FIELDS).str.replace_all(",", ", "),
+    )
+    again.write_parquet(events / f"date={DAY}" / "hour=12" / "part-1.parquet")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
+    assert code == 0
+    m = manifest(tmp_path / "cur")
+    assert (m["counts"]["duplicate"], m["reject_reasons"]) == (2, {"duplicate_key": 1})
+    cur = pl.read_delta(str(tmp_path / "cur" / "connection_success")).sort(s.TIMESTAMP)
+    assert cur[s.REMOTE_URL].to_list() == ["dup.example.com", None]
+    # The copy with the most values is kept: the Log Analytics columns are published.
+    assert cur["TenantId"].to_list()[0] == LOG_ANALYTICS["TenantId"]
+    assert m["reconciliation"]["balanced"]
+
+
+def test_kusto_text_timestamps_with_seven_digits_are_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
+) -> None:
+    """Kusto writes timestamps as text with seven fractional digits and a Z."""
+    rows = frame([leg(0, 50001), np_row(10, "kusto.example.com", 50001)])
+    text = rows.with_columns(
+        pl.col(s.TIMESTAMP).dt.strftime("%Y-%m-%dT%H:%M:%S%.6f1Z"),
+        pl.col(s.PROCESS_CREATION).dt.strftime("%Y-%m-%dT%H:%M:%S.0000000Z"),
+    )
+    events = write_lake(tmp_path, rows)
+    text.write_parquet(events / f"date={DAY}" / "hour=12" / "part-0.parquet")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
+    assert code == 0
+    cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
+    assert cur[s.REMOTE_URL].to_list() == ["kusto.example.com"]
+    assert cur[s.TIMESTAMP].dt.microsecond().to_list() == [0]
+    assert manifest(tmp_path / "cur")["counts"]["rejected"] == 0

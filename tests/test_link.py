@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from helpers import at, direct, http_row, leg, np_row, ssl_row
+from helpers import at, direct, http_row, leg, np_row, request_row, ssl_row, target_np
 
 from transforms import schema as s
 
@@ -123,13 +123,36 @@ def test_never_guess_on_one_socket_naming_two_domains(build: Build) -> None:
     assert df[s.LINK_METHOD].to_list() == ["unlinked"]
 
 
-def test_matching_is_one_to_one(build: Build) -> None:
-    """Two open legs of one process, one port-less NP row: only one leg gets it."""
+def test_portless_evidence_between_two_open_legs_explains_neither(build: Build) -> None:
+    """Never guess from the evidence side: two open legs of one process, one port-less NP row
+    within the tolerance of both. It may be either's; it explains neither, is counted as
+    ambiguous and is folded (it is not a connection of its own either)."""
     rows = [leg(0, 50001), leg(3000, 50002), np_row(2900, "one.com", None)]
+    df, report = build(rows)
+    assert df[s.LINK_METHOD].to_list() == ["unlinked", "unlinked"]
+    assert report.counts["evidence_ambiguous"] == 1
+    assert report.counts["evidence_folded"] == 1
+    assert report.counts["unlinked_ambiguous"] == 2
+
+
+def test_a_leg_linked_to_another_domain_tells_a_shared_row_apart(build: Build) -> None:
+    """L1 is linked on its socket to a.com; the port-less row naming b.com, within reach of
+    both legs, is not L1's: it goes to L2."""
+    rows = [leg(0, 50001), np_row(10, "a.com", 50001), leg(40, 50002), np_row(30, "b.com", None)]
     df, _ = build(rows)
     ports = by_port(df)
-    assert ports[50002][s.REMOTE_URL] == "one.com"
-    assert ports[50001][s.LINK_METHOD] == "unlinked"
+    assert (ports[50001][s.REMOTE_URL], ports[50002][s.REMOTE_URL]) == ("a.com", "b.com")
+    assert ports[50002][s.LINK_METHOD] == "process"
+
+
+def test_fewer_rows_than_legs_of_one_domain_links_none(build: Build) -> None:
+    """Three open legs, two port-less rows of one domain: two legs are c.com, but which two
+    would be a guess."""
+    rows = [leg(0, 50001), leg(10, 50002), leg(20, 50003)]
+    rows += [np_row(5, "c.com", None), np_row(15, "c.com", None)]
+    df, report = build(rows)
+    assert df[s.LINK_METHOD].to_list() == ["unlinked"] * 3
+    assert report.counts["evidence_ambiguous"] == 2
 
 
 def test_pid_reuse_does_not_link_another_process(build: Build) -> None:
@@ -262,3 +285,143 @@ def test_proxy_port_restricts_what_counts_as_a_leg(build: Build) -> None:
     rows = [leg(0, 50001, RemotePort=3128)]
     df, _ = build(rows, proxies=("10.20.0.5:8080",))
     assert df[s.LINK_METHOD].to_list() == ["direct"]
+
+
+def test_plain_http_request_links_its_leg_on_the_socket(build: Build) -> None:
+    """A proxied http:// request is not tunnelled: its Host header and absolute URI name the
+    target on the proxy socket, and the URI's port is the target port."""
+    rows = [leg(0, 50001), request_row(15, "Get.Example.com:8080", "http://get.example.com:8080/a")]
+    rows[1][s.LOCAL_PORT] = 50001
+    df, report = build(rows)
+    (row,) = df.iter_rows(named=True)
+    assert row[s.REMOTE_URL] == "get.example.com"
+    assert row[s.LINK_METHOD] == "socket"
+    assert row[s.TARGET_PORT] == 8080
+    assert row[s.EVIDENCE_SOURCE] == s.HTTP_INSPECTED
+    assert row[s.REQUEST_HOSTS] == 1
+    assert report.counts["evidence_folded"] == 1
+
+
+def test_plain_request_target_port_comes_from_its_uri_or_defaults_to_80(build: Build) -> None:
+    rows = [
+        leg(0, 50001),
+        request_row(5, "h.example.com", "/index.html", 50001, method="HEAD"),
+        leg(100, 50002),
+        request_row(105, None, "https://s.example.com/x?q=1", 50002, method="POST"),
+        leg(200, 50003),
+        request_row(205, "p.example.com", "http://p.example.com/", 50003, method="put"),
+    ]
+    ports = by_port(build(rows)[0])
+    got = {p: (r[s.REMOTE_URL], r[s.TARGET_PORT]) for p, r in ports.items()}
+    assert got == {
+        50001: ("h.example.com", 80),
+        50002: ("s.example.com", 443),
+        50003: ("p.example.com", 80),
+    }
+
+
+def test_a_keep_alive_socket_names_its_first_host_and_counts_the_hosts(build: Build) -> None:
+    """Requests for several hosts on one socket to the proxy are one connection's: the first
+    names it (no ambiguity among them), RequestHosts says how many hosts it carried."""
+    rows = [
+        leg(0, 50001),
+        request_row(30, "b.example.com", "http://b.example.com/2", 50001),
+        request_row(10, "a.example.com", "http://a.example.com/1", 50001),
+        request_row(50, "a.example.com", "http://a.example.com/3", 50001),
+    ]
+    df, report = build(rows)
+    (row,) = df.iter_rows(named=True)
+    assert row[s.REMOTE_URL] == "a.example.com"
+    assert row[s.REQUEST_HOSTS] == 2
+    assert row[s.LINK_DELTA_MS] == 10
+    assert report.counts["evidence_folded"] == 3 and report.counts["inspection_unmatched"] == 0
+
+
+def test_a_plain_request_closes_its_leg_so_a_portless_row_goes_to_the_other(build: Build) -> None:
+    """Only CONNECT counted once: the GET's leg stayed open and took a neighbour's port-less
+    network-protection row. Linked by its request, it is no candidate any more."""
+    rows = [
+        leg(0, 50001),
+        request_row(5, "get.example.com", "http://get.example.com/", 50001),
+        leg(20, 50002),
+        np_row(25, "np.example.com", None),
+    ]
+    ports = by_port(build(rows)[0])
+    assert ports[50001][s.REMOTE_URL] == "get.example.com"
+    assert ports[50002][s.REMOTE_URL] == "np.example.com"
+
+
+def test_a_connect_is_not_a_plain_request(build: Build) -> None:
+    """A CONNECT's host with :443 names the tunnel's target; RequestHosts stays null."""
+    rows = [leg(0, 50001), http_row(10, "tls.example.com:443", 50001, target=443)]
+    (row,) = build(rows)[0].iter_rows(named=True)
+    assert (row[s.REMOTE_URL], row[s.TARGET_PORT]) == ("tls.example.com", 443)
+    assert row[s.REQUEST_HOSTS] is None
+
+
+def test_target_ip_row_without_a_port_links_by_process_and_is_not_direct(build: Build) -> None:
+    """Network protection that shows the real target and no LocalPort explains the open leg of
+    its process: it is folded into it, never also a direct connection."""
+    rows = [leg(0, 50001), target_np(40, "t.example.com", None)]
+    df, report = build(rows)
+    (row,) = df.iter_rows(named=True)
+    assert (row[s.REMOTE_URL], row[s.LINK_METHOD]) == ("t.example.com", "process")
+    assert row[s.TARGET_PORT] == 443
+    assert report.counts["method_direct"] == 0
+
+
+def test_target_ip_row_between_two_open_legs_is_ambiguous_not_direct(build: Build) -> None:
+    rows = [leg(0, 50001), leg(20, 50002), target_np(10, "t.example.com", None)]
+    df, report = build(rows)
+    assert df[s.LINK_METHOD].to_list() == ["unlinked", "unlinked"]
+    assert report.counts["method_direct"] == 0 and report.counts["evidence_ambiguous"] == 1
+
+
+def test_target_ip_row_is_direct_when_no_open_leg_of_its_process_is_near(build: Build) -> None:
+    """A direct connection: no leg within the tolerance, or only one told apart (linked to
+    another domain on its socket)."""
+    rows = [
+        target_np(0, "alone.example.com", None),
+        leg(60_000, 50002),
+        np_row(60_010, "a.example.com", 50002),
+        target_np(60_020, "direct.example.com", None),
+    ]
+    df, report = build(rows)
+    direct_rows = df.filter(pl.col(s.LINK_METHOD) == "direct")
+    assert sorted(direct_rows[s.REMOTE_URL]) == ["alone.example.com", "direct.example.com"]
+    assert not direct_rows[s.IS_PROXIED].any()
+    assert report.counts["method_socket"] == 1
+
+
+def test_ipv4_mapped_leg_and_plain_inspection_row_are_one_socket(build: Build) -> None:
+    """Process events may show ::ffff:10.20.0.5 where the inspection sensor shows 10.20.0.5."""
+    rows = [leg(0, 50001, RemoteIP="::ffff:10.20.0.5"), ssl_row(20, "mapped.example.com", 50001)]
+    (row,) = build(rows)[0].iter_rows(named=True)
+    assert (row[s.REMOTE_URL], row[s.LINK_METHOD]) == ("mapped.example.com", "socket")
+    assert row[s.PROXY_IP] == "::ffff:10.20.0.5"
+
+
+def test_remote_url_forms_are_one_host_name(build: Build) -> None:
+    rows = [
+        leg(0, 50001),
+        np_row(5, "https://WWW.Forms.Example.com/path?q=1", 50001),
+        leg(100, 50002),
+        np_row(105, "API.forms.example.com:443", 50002),
+    ]
+    ports = by_port(build(rows)[0])
+    assert ports[50001][s.REMOTE_URL] == "www.forms.example.com"
+    assert ports[50002][s.REMOTE_URL] == "api.forms.example.com"
+
+
+def test_inspection_clock_offset_and_late_evidence_still_link(build: Build) -> None:
+    """The inspection sensor's clock runs 1-2 s off the process events; network protection may
+    arrive 2-4.5 s after its leg."""
+    rows = [
+        leg(0, 50001),
+        ssl_row(-1800, "skew.example.com", 50001),
+        leg(20_000, 50002),
+        np_row(24_500, "late.example.com", 50002),
+    ]
+    ports = by_port(build(rows)[0])
+    assert ports[50001][s.REMOTE_URL] == "skew.example.com"
+    assert ports[50002][s.REMOTE_URL] == "late.example.com"

@@ -100,6 +100,7 @@ LINK_METHOD: Final = "LinkMethod"
 LINK_DELTA_MS: Final = "LinkDeltaMs"
 EVIDENCE_SOURCE: Final = "EvidenceSource"
 EVIDENCE_REPORT_ID: Final = "EvidenceReportId"
+REQUEST_HOSTS: Final = "RequestHosts"
 
 ADDED_COLUMNS: Final = (
     IS_PROXIED,
@@ -110,6 +111,7 @@ ADDED_COLUMNS: Final = (
     LINK_DELTA_MS,
     EVIDENCE_SOURCE,
     EVIDENCE_REPORT_ID,
+    REQUEST_HOSTS,
 )
 
 METHOD_DIRECT: Final = "direct"

@@ -15,15 +15,15 @@ from transforms.polars_engine.classify import (
     DEV,
     DIRECT,
     DOMAIN,
-    HTTP,
+    EVIDENCE_ROLES,
+    INSPECTION_ROLES,
     LEG,
     NP,
     NP2,
     ROLE,
-    SSL,
     TARGET_PORT,
 )
-from transforms.polars_engine.link import EV_ID, ID, LEG_ID, LinkResult
+from transforms.polars_engine.link import EV_ID, ID, LEG_ID, REQ_HOSTS, LinkResult
 from transforms.polars_engine.normalise import (
     FILE,
     HOME_DAY,
@@ -32,7 +32,6 @@ from transforms.polars_engine.normalise import (
     REASON,
     REJECT,
     ROW,
-    ROW_HASH,
     coerce,
     raw_name,
 )
@@ -49,19 +48,24 @@ FATES = (CURATED, REJECTED, DUPLICATE, FOLDED, UNMATCHED, OTHER)
 FATE_TYPE = pl.Enum([OK, *FATES])
 
 _KEY = [DEV, s.TIMESTAMP, s.REPORT_ID]  # the event key, with the device as its code
-# Which of the rows that share a key is kept: a fixed order of their content. RemoteIP is
-# compared as its text: integer codes follow the order strings were first seen in the process.
+# Which of the rows that share a key is kept: the one with the most values, then a fixed order
+# of content. RemoteIP is compared as its text: integer codes follow the order strings were
+# first seen in the process.
 _RIP_TEXT = "_rip_text"
-_TIE = [ROLE, _RIP_TEXT, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN, ROW_HASH]
+_FILLED = "_filled"
+_TIE = [ROLE, _RIP_TEXT, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN]
 
 
 def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     """Add `_id` and `_fate` (ok, duplicate or rejected) to the narrow rows.
 
-    Exact duplicates are dropped. Rows that share the event key but differ in content break the
-    contract: one is kept by a fixed order of content, the others are rejected. Only rows that
-    share their key need the whole row compared, so only they are hashed (from a second read),
-    and only their fates are rewritten.
+    Rows that share the event key are one event exported more than once when they agree on
+    every column both carry a value in (blank text counts as none): files of one lake differ in
+    which optional columns they have, and a Log Analytics export adds its own. Of such copies
+    the one with the most values is kept, the others are duplicates. A row that differs from the
+    kept one in a column both carry breaks the contract and is rejected (`duplicate_key`).
+    Only rows that share their key are compared column by column (from a second read), and
+    only their fates are rewritten.
     """
     frame = narrow.with_columns(
         (pl.col(FILE).cast(pl.UInt64) * (1 << 32) + pl.col(ROW).cast(pl.UInt64)).alias(ID),
@@ -71,30 +75,38 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
         .alias(FATE),
     )
     # A hash of the key finds the candidates with far less memory than a window over the key;
-    # a collision only adds a candidate, which the exact comparison below then keeps.
+    # a collision only adds a candidate, which the exact comparison below then keeps apart.
     shared = (pl.col(FATE) == OK) & pl.struct(_KEY).hash(seed=0).is_duplicated()
-    narrow_tie = [c for c in _TIE if c not in (_RIP_TEXT, ROW_HASH)]
+    narrow_tie = [c for c in _TIE if c != _RIP_TEXT]
     clash = frame.filter(shared).select(FILE, ROW, ID, *_KEY, *narrow_tie)
     if clash.is_empty():
         return frame
-    content = [c for c in raw.collect_schema() if not c.startswith("_")]
-    hashes = (
+    schema = raw.collect_schema()
+    content = [c for c in schema if not c.startswith("_")]
+    rows = (
         raw.join(clash.select(FILE, ROW).lazy(), on=[FILE, ROW], how="semi")
-        .select(
-            FILE,
-            ROW,
-            pl.col(s.REMOTE_IP).alias(_RIP_TEXT),
-            pl.struct(content).hash(seed=0).alias(ROW_HASH),
+        .select(FILE, ROW, *[_comparable(c, schema[c]).alias(f"_c_{c}") for c in content])
+        .with_columns(
+            pl.col(f"_c_{s.REMOTE_IP}").alias(_RIP_TEXT),
+            pl.sum_horizontal(pl.col(f"_c_{c}").is_not_null() for c in content).alias(_FILLED),
         )
         .collect()
     )
-    clash = clash.join(hashes, on=[FILE, ROW], how="left").sort(
-        [*_KEY, *_TIE, FILE, ROW], nulls_last=True
+    clash = clash.join(rows, on=[FILE, ROW], how="left").sort(
+        [*_KEY, _FILLED, *_TIE, FILE, ROW],
+        descending=[False] * len(_KEY) + [True] + [False] * (len(_TIE) + 2),
+        nulls_last=True,
     )
-    copy = ~pl.struct([*_KEY, ROW_HASH]).is_first_distinct()
-    kept = clash.filter(~copy)
-    duplicates = clash.filter(copy).select(ID)
-    clashing = kept.filter(~pl.struct(_KEY).is_first_distinct()).select(ID)
+    first = pl.struct(_KEY).is_first_distinct()
+    kept = clash.filter(first).select(*_KEY, *[pl.col(f"_c_{c}").alias(f"_k_{c}") for c in content])
+    others = clash.filter(~first).join(kept, on=_KEY, nulls_equal=True)
+    mine, theirs = (pl.col(f"_c_{c}") for c in content), (pl.col(f"_k_{c}") for c in content)
+    agrees = pl.all_horizontal(
+        a.is_null() | b.is_null() | (a == b) for a, b in zip(mine, theirs, strict=True)
+    )
+    others = others.select(ID, agrees.alias("_agrees"))
+    duplicates = others.filter(pl.col("_agrees")).select(ID)
+    clashing = others.filter(~pl.col("_agrees")).select(ID)
     is_dup = pl.col(ID).is_in(duplicates[ID].implode())
     is_clash = pl.col(ID).is_in(clashing[ID].implode())
     return frame.with_columns(
@@ -108,6 +120,18 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
+def _comparable(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column as two exports of one event are compared: blank text is no value, and JSON
+    text is compared without its whitespace (an object and its text differ only there)."""
+    value = pl.col(name)
+    if dtype != pl.String:
+        return value
+    value = pl.when(value.str.contains(r"^\s*$")).then(None).otherwise(value)
+    if name == s.ADDITIONAL_FIELDS:
+        value = value.str.replace_all(r"\s+", "")
+    return value
+
+
 def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.DataFrame:
     """One row per narrow row of day D: its fate and, for curated rows, the added columns."""
     needed = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN, s.REPORT_ID, TARGET_PORT]
@@ -115,11 +139,12 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
     links = result.links.rename({LEG_ID: ID})
     used = result.used_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
     ambiguous = result.ambiguous.rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
+    shared = result.ambiguous_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
     # Join each result only to the rows it can concern: links to legs, use to evidence.
     is_leg = pl.col(ROLE) == LEG
-    is_ev = pl.col(ROLE).is_in([NP, NP2, HTTP, SSL])
+    is_ev = pl.col(ROLE).is_in(EVIDENCE_ROLES)
     legs = day.filter(is_leg).join(links, on=ID, how="left").join(ambiguous, on=ID, how="left")
-    evidence = day.filter(is_ev).join(used, on=ID, how="left")
+    evidence = day.filter(is_ev).join(used, on=ID, how="left").join(shared, on=ID, how="left")
     day = pl.concat([legs, evidence, day.filter(~is_leg & ~is_ev)], how="diagonal")
     role = pl.col(ROLE)
     ok = pl.col(FATE) == OK
@@ -137,9 +162,9 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         .then(lit(FOLDED))
         .when(role.is_in([NP, NP2]))
         .then(lit(CURATED))
-        .when(role.is_in([HTTP, SSL]) & used_ev)
+        .when(role.is_in(INSPECTION_ROLES) & used_ev)
         .then(lit(FOLDED))
-        .when(role.is_in([HTTP, SSL]))
+        .when(role.is_in(INSPECTION_ROLES))
         .then(lit(UNMATCHED))
         .otherwise(lit(OTHER))
     )
@@ -187,6 +212,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         .then(pl.col(s.REPORT_ID))
         .cast(pl.Int64)
         .alias(s.EVIDENCE_REPORT_ID),
+        pl.when(is_leg).then(pl.col(REQ_HOSTS)).cast(pl.Int32).alias(s.REQUEST_HOSTS),
     )
 
 
@@ -260,7 +286,7 @@ def evidence_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
     direct connection) is not evidence of a proxied socket.
     """
     role, fate = pl.col(ROLE), pl.col(FATE)
-    evidence = role.is_in([NP, HTTP, SSL]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
+    evidence = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
     evidence |= (role == NP2) & (fate == FOLDED)
     rows = decisions.filter(evidence).select(FILE, ROW)
     return raw.join(rows.lazy(), on=[FILE, ROW], how="inner").select(
@@ -288,6 +314,10 @@ def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
     counts["unlinked_ambiguous"] = curated.filter(
         (pl.col(s.LINK_METHOD) == s.METHOD_UNLINKED) & pl.col("_ambiguous")
     ).height
+    # Folded evidence that two or more legs could have explained: it explains none.
+    counts["evidence_ambiguous"] = decisions.filter(
+        (pl.col(FATE) == FOLDED) & pl.col("_ambiguous")
+    ).height
     return counts
 
 
@@ -300,7 +330,7 @@ def reject_reasons(decisions: pl.DataFrame) -> dict[str, int]:
 def link_counts(decisions: pl.DataFrame) -> dict[str, int]:
     """Legs linked, overall and on devices that show any evidence (network protection on)."""
     ok = decisions.filter(pl.col(FATE).is_in([CURATED, FOLDED]))
-    evidence_roles = pl.col(ROLE).is_in([NP, HTTP, SSL]) | (
+    evidence_roles = pl.col(ROLE).is_in([NP, *INSPECTION_ROLES]) | (
         (pl.col(ROLE) == NP2) & (pl.col(FATE) == FOLDED)
     )
     protected = ok.filter(evidence_roles).select(DEV).unique()

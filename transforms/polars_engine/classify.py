@@ -23,26 +23,30 @@ from transforms.polars_engine.normalise import (
 
 ROLE = "_role"
 DEV = "_dev"  # integer code of DeviceId, for cheap joins
-RIP = "_rip"  # integer code of RemoteIP
+RIP = "_rip"  # integer code of RemoteIP, IPv4-mapped spellings as their IPv4 address
 DOMAIN_CODE = "_dom"  # integer code of the domain
 DOMAIN = "_domain"
 TARGET_PORT = "_target_port"
 TO_PROXY = "_to_proxy"
 
 # Roles. `np2` is a network-protection row whose socket shows the real target: evidence if it
-# matches a leg on its socket and process, a direct connection otherwise.
+# matches a leg on its socket or process, a direct connection otherwise. `http` is a CONNECT
+# through the proxy; `req` a plain-HTTP request through it (GET, POST, ...), not tunnelled, whose
+# Host header or absolute URI names the target.
 LEG = "leg"
 NP = "np"
 NP2 = "np2"
 HTTP = "http"
+REQ = "req"
 SSL = "ssl"
 DIRECT = "direct"
 OTHER = "other"
 
-EVIDENCE_ROLES = (NP, NP2, HTTP, SSL)
-ROLES = pl.Enum([LEG, NP, NP2, HTTP, SSL, DIRECT, OTHER])
+EVIDENCE_ROLES = (NP, NP2, HTTP, REQ, SSL)
+INSPECTION_ROLES = (HTTP, REQ, SSL)
+ROLES = pl.Enum([LEG, NP, NP2, HTTP, REQ, SSL, DIRECT, OTHER])
 ROLE_SOURCE = {NP: s.CONNECTION_SUCCESS, NP2: s.CONNECTION_SUCCESS, HTTP: s.HTTP_INSPECTED}
-ROLE_SOURCE[SSL] = s.SSL_INSPECTED
+ROLE_SOURCE |= {REQ: s.HTTP_INSPECTED, SSL: s.SSL_INSPECTED}
 
 # What linking and counting need of every row; strings are replaced by integer codes to keep
 # the one eager frame of the run small.
@@ -86,6 +90,12 @@ def normalise_domain(frame: pl.LazyFrame, source: str, target: str) -> pl.LazyFr
     return frame.with_columns(value.alias(target)).drop("_messy", "_fixed")
 
 
+def _absolute(uri: pl.Expr) -> pl.Expr:
+    """An absolute URI (`scheme://authority/...`), lower-cased; null for a path (`/x`)."""
+    lower = uri.str.strip_chars().str.to_lowercase()
+    return pl.when(lower.str.contains(r"^[a-z][a-z0-9+.\-]*://[^/?#]")).then(lower)
+
+
 def normalise_ip(expr: pl.Expr) -> pl.Expr:
     """IPv4-mapped IPv6 (`::ffff:10.0.0.1`) is the IPv4 address for proxy matching."""
     return expr.str.strip_chars().str.to_lowercase().str.replace(r"^::ffff:", "")
@@ -120,21 +130,34 @@ def proxy_match(ip: pl.Expr, port: pl.Expr, proxies: tuple[ProxyRule, ...]) -> p
 def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     """Narrow frame with each row's role, destination domain and target port."""
     action = pl.col(s.ACTION_TYPE)
-    is_connect = pl.col(AF_METHOD).str.to_uppercase() == "CONNECT"
+    method = pl.col(AF_METHOD).str.to_uppercase()
+    is_connect = method == "CONNECT"
+    # A plain request through the proxy: its absolute URI (http://host/path) or Host header
+    # names the target; normalise_domain drops the scheme, path and port.
+    is_request = (action == s.HTTP_INSPECTED) & method.is_not_null() & ~is_connect
     http_host = pl.col(AF_HOST)
     http_uri = pl.col(AF_URI)
     # The inspection fields are only filled for their own row types.
     named = pl.coalesce(
         pl.when(action == s.CONNECTION_SUCCESS).then(pl.col(s.REMOTE_URL)),
         pl.when(is_connect).then(pl.coalesce(http_host, http_uri)),
+        pl.when(is_request).then(pl.coalesce(http_host, _absolute(http_uri))),
         pl.col(AF_SERVER_NAME),
     )
     port_text = pl.coalesce(
         http_uri.str.extract(r":([0-9]{1,5})$", 1), http_host.str.extract(r":([0-9]{1,5})$", 1)
     )
+    request_port = pl.coalesce(
+        _absolute(http_uri).str.extract(r"^[a-z][a-z0-9+.\-]*://[^/?#]*:([0-9]{1,5})", 1),
+        http_host.str.extract(r":([0-9]{1,5})$", 1),
+        pl.when(_absolute(http_uri).str.starts_with("https://")).then(pl.lit("443")),
+        pl.lit("80"),
+    )
     target_port = (
         pl.when((action == s.HTTP_INSPECTED) & is_connect)
         .then(port_text.cast(pl.Int32, strict=False))
+        .when(is_request)
+        .then(request_port.cast(pl.Int32, strict=False))
         .when(action == s.CONNECTION_SUCCESS)
         .then(pl.col(s.REMOTE_PORT))
     )
@@ -153,19 +176,23 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         .then(pl.lit(LEG, ROLES))
         .when(success & proxied)
         .then(pl.lit(NP, ROLES))
-        .when(success & has_domain & has_process & pl.col(s.LOCAL_PORT).is_not_null())
+        .when(success & has_domain & has_process)
         .then(pl.lit(NP2, ROLES))
         .when(success)
         .then(pl.lit(DIRECT, ROLES))
-        .when((action == s.HTTP_INSPECTED) & proxied & has_domain)
+        .when((action == s.HTTP_INSPECTED) & proxied & has_domain & is_connect)
         .then(pl.lit(HTTP, ROLES))
+        .when(is_request & proxied & has_domain)
+        .then(pl.lit(REQ, ROLES))
         .when((action == s.SSL_INSPECTED) & proxied & has_domain)
         .then(pl.lit(SSL, ROLES))
         .otherwise(pl.lit(OTHER, ROLES))
     )
     codes = [
         pl.col(s.DEVICE_ID).cast(pl.Categorical).to_physical().alias(DEV),
-        pl.col(s.REMOTE_IP).cast(pl.Categorical).to_physical().alias(RIP),
+        # IPv4-mapped and plain spellings of one address are one socket: process events may
+        # show ::ffff:10.20.0.5 where the inspection sensor shows 10.20.0.5.
+        normalise_ip(pl.col(s.REMOTE_IP)).cast(pl.Categorical).to_physical().alias(RIP),
         pl.col(DOMAIN).cast(pl.Categorical).to_physical().alias(DOMAIN_CODE),
     ]
     return frame.with_columns(role.alias(ROLE), *codes).select(NARROW_COLUMNS)

@@ -1,11 +1,15 @@
 """Match each proxy leg to the evidence that names its real destination.
 
-The semantics (DESIGN.md, "Link semantics"):
+The semantics (docs/architecture.md, "Link semantics"):
 - tier 1 matches on the socket (device, local port, proxy), tier 2 on the process (device, pid,
   creation time) for what is left, always within the tolerance on either side of the leg;
 - matching is one-to-one: a leg takes at most one evidence row per source (network protection,
-  HTTP CONNECT, TLS), and an evidence row explains at most one leg;
-- a leg whose candidates name different domains stays unlinked: never guess.
+  HTTP CONNECT, TLS, plain-HTTP request), and an evidence row explains at most one leg;
+- never guess, from either side: a leg whose candidates name different domains stays unlinked,
+  and an evidence row that could belong to two open legs, with nothing to tell them apart,
+  explains neither (it is folded as ambiguous evidence, never published on its own);
+- the plain-HTTP requests of one socket are one connection's (keep-alive through the proxy): the
+  first one names it, and the leg records how many distinct hosts they named.
 
 Candidates are generated per time bucket two tolerances wide, so no join grows with the square
 of one busy socket's or process's events. Keys are integer codes (device, domain), which keeps
@@ -29,8 +33,10 @@ from transforms.polars_engine.classify import (
     LEG,
     NP,
     NP2,
+    REQ,
     RIP,
     ROLE,
+    ROLE_SOURCE,
     SSL,
     TARGET_PORT,
 )
@@ -40,9 +46,9 @@ EV_ID = "ev_id"
 KIND = "kind"  # evidence kind for one-to-one: np and np2 are both network protection
 ID = "_id"
 
-_PRIORITY = {NP: 0, NP2: 0, HTTP: 1, SSL: 2}
-_ROLE_ACTION = {NP: s.CONNECTION_SUCCESS, NP2: s.CONNECTION_SUCCESS, HTTP: s.HTTP_INSPECTED}
-_ROLE_ACTION[SSL] = s.SSL_INSPECTED
+# Which evidence names a linked leg's domain when several do (they agree, or it stays unlinked).
+_PRIORITY = {NP: 0, NP2: 0, HTTP: 1, SSL: 2, REQ: 3}
+REQ_HOSTS = "req_hosts"
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,9 @@ class LinkResult:
     """Leg links and what happened to every evidence row."""
 
     links: pl.DataFrame  # one row per linked leg: leg id, method, domain, primary evidence
-    ambiguous: pl.DataFrame  # leg ids left unlinked because candidates disagreed
+    ambiguous: pl.DataFrame  # leg ids left unlinked because candidates disagreed or were shared
     used_evidence: pl.DataFrame  # evidence ids consumed, corroborating or contested
+    ambiguous_evidence: pl.DataFrame  # evidence ids that could belong to two or more legs
 
 
 def _bucket(tol_us: int) -> pl.Expr:
@@ -143,9 +150,11 @@ def socket_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.D
 
 def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.DataFrame:
     """Pairs from the same process within the tolerance, where the local ports cannot differ
-    and the evidence socket, if known, is the leg's proxy."""
+    and the evidence socket, if known, is the leg's proxy. Network-protection rows only (the
+    inspection sensor sees no process); a `np2` row's socket is the real target, so only its
+    process and port count."""
     legs = legs.filter(pl.col("leg_pid").fill_null(0) != 0)
-    ev = ev.filter((pl.col(ROLE) == NP) & (pl.col("ev_pid").fill_null(0) != 0))
+    ev = ev.filter(pl.col(ROLE).is_in([NP, NP2]) & (pl.col("ev_pid").fill_null(0) != 0))
     pairs = legs.join(
         _spread(ev),
         left_on=[DEV, "leg_pid", "leg_pct", "bucket"],
@@ -154,23 +163,43 @@ def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.
     ).with_columns(pl.col("leg_pid").alias("ev_pid"), pl.col("leg_pct").alias("ev_pct"))
     pairs = _with_delta(pairs, tol_us)
     ports_agree = pl.col("ev_port").is_null() | pl.col("leg_port").is_null()
-    socket_agrees = pl.col("ev_ip").is_null() | (
-        (pl.col("ev_ip") == pl.col("leg_ip"))
-        & (pl.col("ev_rport").is_null() | (pl.col("ev_rport") == pl.col("leg_rport")))
+    ports_agree |= pl.col("ev_port") == pl.col("leg_port")
+    socket_agrees = (pl.col(ROLE) == NP2) | pl.col("ev_ip").is_null()
+    socket_agrees |= (pl.col("ev_ip") == pl.col("leg_ip")) & (
+        pl.col("ev_rport").is_null() | (pl.col("ev_rport") == pl.col("leg_rport"))
     )
     return pairs.filter((ports_agree & socket_agrees).fill_null(False))
 
 
-def resolve(pairs: pl.DataFrame, max_rounds: int = 4) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """One-to-one assignment in rounds; returns (accepted pairs, pairs left unresolved).
+def first_requests(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The plain-HTTP requests a leg's socket carried are that one connection's (keep-alive): only
+    the first stands for them in the matching, and the leg counts the distinct hosts they named.
+    Returns the pairs with one request per leg, and (leg id, `req_hosts`)."""
+    req = pl.col(KIND) == REQ
+    requests = pairs.filter(req)
+    hosts = requests.group_by(LEG_ID).agg(pl.col("dom").n_unique().cast(pl.Int32).alias(REQ_HOSTS))
+    first = requests.sort([LEG_ID, "ev_ts", "ev_rid", EV_ID]).unique(
+        LEG_ID, keep="first", maintain_order=True
+    )
+    return pl.concat([pairs.filter(~req), first]), hosts
 
-    Each round, legs whose remaining candidates name one domain propose their nearest evidence
-    of each kind; each evidence row accepts the nearest proposing leg. Accepted legs and
-    evidence leave the pool, which can make a contested leg clear in the next round.
+
+def resolve(
+    pairs: pl.DataFrame, max_rounds: int = 8
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One-to-one assignment in rounds; returns (accepted pairs, pairs left unresolved, evidence
+    ids that stayed shared by two or more legs).
+
+    Never guess, from either side. Each round, a leg whose remaining candidates name one domain
+    takes its nearest evidence of each kind among the rows that are its alone; a row that two
+    open legs could explain waits. A taken leg leaves the pool with its evidence, and so does the
+    rest of its candidates that name its domain (corroborating: they may be its own). What is
+    left can be clear in the next round: a leg taken with another domain tells a shared row
+    which leg it is not. When no row is clear, legs that share rows are linked only where it
+    cannot matter which leg takes which row (`_interchangeable`).
     """
-    abs_delta = pl.col("delta_us").abs()
-    # A leg whose candidates are its alone (no other leg's), one of each kind and naming one
-    # domain, would be given exactly those in the first round: take them without the sorting.
+    # A leg whose candidates are its alone, one of each kind and naming one domain, would be
+    # given exactly those in the first round: take them without the sorting.
     alone = (pl.len().over(EV_ID) == 1) & (pl.len().over([LEG_ID, KIND]) == 1)
     pairs = pairs.with_columns(alone.alias("_alone"))
     own = pl.col("_alone").all().over(LEG_ID) & (pl.col("dom").n_unique().over(LEG_ID) == 1)
@@ -180,38 +209,91 @@ def resolve(pairs: pl.DataFrame, max_rounds: int = 4) -> tuple[pl.DataFrame, pl.
     for _ in range(max_rounds):
         if pairs.is_empty():
             break
-        clear = pairs.filter(pl.col("dom").n_unique().over(LEG_ID) == 1)
-        proposals = clear.sort([abs_delta, "ev_ts", "ev_rid", EV_ID]).unique(
-            [LEG_ID, KIND], keep="first", maintain_order=True
-        )
-        taken = proposals.sort([abs_delta, "leg_ts", "leg_rid", LEG_ID]).unique(
-            [EV_ID], keep="first", maintain_order=True
-        )
+        one_domain = pl.col("dom").n_unique().over(LEG_ID) == 1
+        one_leg = pl.col(LEG_ID).n_unique().over(EV_ID) == 1
+        taken = _nearest_per_kind(pairs.filter(one_domain).filter(one_leg))
+        if taken.is_empty():
+            taken = _interchangeable(pairs)
         if taken.is_empty():
             break
         accepted.append(taken)
-        pairs = pairs.join(taken.select(LEG_ID).unique(), on=LEG_ID, how="anti").join(
-            taken.select(EV_ID), on=EV_ID, how="anti"
+        linked = taken.select(LEG_ID, pl.col("dom").alias("_leg_dom")).unique(LEG_ID)
+        corroborating = (
+            pairs.join(linked, on=LEG_ID).filter(pl.col("dom") == pl.col("_leg_dom")).select(EV_ID)
         )
-    return pl.concat(accepted), pairs
+        pairs = (
+            pairs.join(linked, on=LEG_ID, how="anti")
+            .join(taken.select(EV_ID), on=EV_ID, how="anti")
+            .join(corroborating, on=EV_ID, how="anti")
+        )
+    shared = pairs.filter(pl.col(LEG_ID).n_unique().over(EV_ID) > 1).select(EV_ID).unique()
+    return pl.concat(accepted), pairs, shared
 
 
-def _summarise(accepted: pl.DataFrame, method: str) -> pl.DataFrame:
-    """One row per linked leg: its domain, primary evidence and the target port if known."""
+def _nearest_per_kind(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Each leg's nearest candidate of each kind (ties by time, ReportId and id)."""
+    return pairs.sort([pl.col("delta_us").abs(), "ev_ts", "ev_rid", EV_ID]).unique(
+        [LEG_ID, KIND], keep="first", maintain_order=True
+    )
+
+
+def _interchangeable(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Links within groups of legs that share evidence, where every candidate names one domain
+    and one kind of evidence has a row for every leg: whichever leg takes which row, each ends
+    with that domain, so the nearest rows are taken. A group with fewer rows than legs stays as
+    it is: which leg lacks the domain would be a guess."""
+    groups = _components(pairs)
+    n_legs = pl.col(LEG_ID).n_unique().over("_group")
+    enough = (pl.col(EV_ID).n_unique().over(["_group", KIND]) >= n_legs).any().over("_group")
+    one = pl.col("dom").n_unique().over("_group") == 1
+    pool = groups.filter(one & enough).drop("_group")
+    taken: list[pl.DataFrame] = []
+    while not pool.is_empty():
+        proposals = _nearest_per_kind(pool)
+        won = proposals.sort([pl.col("delta_us").abs(), "leg_ts", "leg_rid", LEG_ID]).unique(
+            [EV_ID], keep="first", maintain_order=True
+        )
+        taken.append(won)
+        pool = pool.join(won.select(LEG_ID).unique(), on=LEG_ID, how="anti").join(
+            won.select(EV_ID), on=EV_ID, how="anti"
+        )
+    return pl.concat(taken) if taken else pairs.clear()
+
+
+def _components(pairs: pl.DataFrame, max_steps: int = 32) -> pl.DataFrame:
+    """`pairs` with `_group`: the connected group of legs and evidence each pair belongs to
+    (the smallest leg id reachable through shared candidates). Groups are a burst's few legs."""
+    grouped = pairs.with_columns(pl.col(LEG_ID).alias("_group"))
+    for _ in range(max_steps):
+        step = grouped.with_columns(pl.col("_group").min().over(EV_ID)).with_columns(
+            pl.col("_group").min().over(LEG_ID)
+        )
+        if step["_group"].equals(grouped["_group"]):
+            return step
+        grouped = step
+    return grouped
+
+
+def _summarise(accepted: pl.DataFrame, method: str, hosts: pl.DataFrame) -> pl.DataFrame:
+    """One row per linked leg: its domain, primary evidence, the target port if known and how
+    many distinct hosts its plain-HTTP requests named."""
     ranked = accepted.with_columns(
         pl.col(ROLE).replace_strict(_PRIORITY, return_dtype=pl.Int8).alias("prio")
     ).sort([LEG_ID, "prio"])
-    http_port = pl.col("target_port").filter(pl.col(ROLE) == HTTP).first()
-    np2_port = pl.col("target_port").filter(pl.col(ROLE) == NP2).first()
-    return ranked.group_by(LEG_ID, maintain_order=True).agg(
+
+    def port(role: str) -> pl.Expr:
+        return pl.col("target_port").filter(pl.col(ROLE) == role).first()
+
+    summary = ranked.group_by(LEG_ID, maintain_order=True).agg(
         pl.col("domain").first(),
         pl.col("dom").first(),
         pl.lit(method).alias("method"),
         pl.col("delta_us").first().alias("delta_us"),
-        pl.col(ROLE).first().replace_strict(_ROLE_ACTION, return_dtype=pl.String).alias("source"),
+        pl.col(ROLE).first().replace_strict(ROLE_SOURCE, return_dtype=pl.String).alias("source"),
         pl.col("ev_rid").first().alias("ev_rid"),
-        pl.coalesce(http_port, np2_port).alias("target_port"),
+        pl.coalesce(port(HTTP), port(NP2), port(REQ)).alias("target_port"),
     )
+    return summary.join(hosts, on=LEG_ID, how="left")
 
 
 def link(rows: pl.LazyFrame, window: DayWindow, params: LinkParams) -> LinkResult:
@@ -225,41 +307,40 @@ def link(rows: pl.LazyFrame, window: DayWindow, params: LinkParams) -> LinkResul
     legs = _legs(events, tol_us)
     ev = _evidence(events, tol_us)
 
-    pairs1 = socket_candidates(legs, ev, tol_us)
-    taken1, left1 = resolve(pairs1)
-    linked1 = _summarise(taken1, s.METHOD_SOCKET)
-    contested1 = pairs1.select(EV_ID).unique()
+    candidates1 = socket_candidates(legs, ev, tol_us)
+    pairs1, hosts = first_requests(candidates1)
+    taken1, left1, shared1 = resolve(pairs1)
+    linked1 = _summarise(taken1, s.METHOD_SOCKET, hosts)
+    contested1 = candidates1.select(EV_ID).unique()
 
-    # Corroboration: a port-less NP row naming the domain of a leg already linked on its socket,
-    # in the same process, is that leg's own evidence, not a rival for another leg.
+    # Corroboration: a port-less network-protection row naming the domain of a leg already
+    # linked on its socket, in the same process, may be that leg's own: it is folded into it,
+    # never given to another leg.
     spare = ev.join(contested1, on=EV_ID, how="anti")
     has_np = taken1.filter(pl.col(KIND) == NP).select(LEG_ID).unique()
     linked_legs = legs.join(linked1.select(LEG_ID, pl.col("dom").alias("leg_dom")), on=LEG_ID).join(
         has_np, on=LEG_ID, how="anti"
     )
-    corr_pairs = process_candidates(linked_legs, spare, tol_us).filter(
-        pl.col("dom") == pl.col("leg_dom")
+    corroborating = (
+        process_candidates(linked_legs, spare, tol_us)
+        .filter(pl.col("dom") == pl.col("leg_dom"))
+        .select(EV_ID)
+        .unique()
     )
-    taken_corr, _ = resolve(corr_pairs)
 
-    spare = spare.join(taken_corr.select(EV_ID), on=EV_ID, how="anti")
+    spare = spare.join(corroborating, on=EV_ID, how="anti")
     open_legs = legs.join(linked1.select(LEG_ID), on=LEG_ID, how="anti").join(
         left1.select(LEG_ID).unique(), on=LEG_ID, how="anti"
     )
     pairs2 = process_candidates(open_legs, spare, tol_us)
-    taken2, left2 = resolve(pairs2)
-    linked2 = _summarise(taken2, s.METHOD_PROCESS)
+    taken2, left2, shared2 = resolve(pairs2)
+    linked2 = _summarise(taken2, s.METHOD_PROCESS, hosts.clear())
 
-    used = pl.concat(
-        [
-            contested1.select(EV_ID),
-            taken_corr.select(EV_ID),
-            pairs2.select(EV_ID),
-        ]
-    ).unique()
+    used = pl.concat([contested1, corroborating, pairs2.select(EV_ID)]).unique()
     ambiguous = pl.concat([left1.select(LEG_ID), left2.select(LEG_ID)]).unique()
     return LinkResult(
         links=pl.concat([linked1, linked2]),
         ambiguous=ambiguous,
         used_evidence=used,
+        ambiguous_evidence=pl.concat([shared1, shared2]).unique(),
     )
