@@ -44,7 +44,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from jobs.plan import plan_files
-from jobs.sample import SampleSpec, write_sample
+from jobs.sample import LAKE_FORMAT, SampleSpec, write_sample
 from transforms.params import DayWindow, LinkParams, parse_proxy
 
 BENCH = Path(__file__).resolve().parent
@@ -83,7 +83,7 @@ class ContenderFailed(Exception):
 
 def ensure_lake(devices: int, cpd: int, seed: int) -> Path:
     """The bench lake, generated once and reused; a half-written lake is generated again."""
-    lake = DATA / f"lake-{devices}-{cpd}-{seed}"
+    lake = DATA / f"lake-{devices}-{cpd}-{seed}-v{LAKE_FORMAT}"
     if (lake / LAKE_DONE).exists():
         print(f"lake: reusing {lake}")
         return lake

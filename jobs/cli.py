@@ -49,6 +49,34 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_SHAPES = (
+    "plain_http",
+    "keepalive_hosts",
+    "portless_np",
+    "target_ip_np",
+    "target_ip_portless",
+    "np_throttle",
+    "port_pool",
+    "sensor_skew",
+    "late_evidence",
+    "mapped_sockets",
+    "url_forms",
+    "connect_port",
+    "schema_drift",
+    "log_analytics",
+)  # fmt: skip  (jobs.sample.Shapes; importing it here would load numpy for every command)
+
+
+def _shape_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _SHAPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown shape(s) {', '.join(unknown)}; shapes: {', '.join(_SHAPES)}"
+        )
+    return names
+
+
 def _proxy(text: str) -> str:
     if text == "auto":  # discover each day's proxies (see discover-proxies)
         return text
@@ -98,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--connections-per-device", type=_count, default=120, help="mean per device per day"
     )
+    shapes = sample.add_mutually_exclusive_group()
+    shapes.add_argument(
+        "--without",
+        type=_shape_names,
+        default=[],
+        metavar="SHAPE[,SHAPE]",
+        help="leave out shapes real exports have (all are on): " + ", ".join(_SHAPES),
+    )
+    shapes.add_argument("--clean", action="store_true", help="a lake without any of the shapes")
 
     common = _Parser(add_help=False)
     common.add_argument("--conf", type=Path, default=None, help="YAML config (conf/local.yaml)")
@@ -266,7 +303,7 @@ def _progress(step: str) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from jobs.sample import SampleSpec, write_sample
+    from jobs.sample import SampleSpec, Shapes, write_sample
 
     spec = SampleSpec(
         devices=args.devices,
@@ -274,6 +311,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         days=args.days,
         seed=args.seed,
         connections_per_device=args.connections_per_device,
+        shapes=Shapes.none() if args.clean else Shapes().without(args.without),
     )
     t0 = time.perf_counter()
     summary = write_sample(args.out, spec, progress=_progress)

@@ -2,9 +2,12 @@
 
 Link precision and recall can only be measured on data whose answer is known, and the job's speed
 only on data of realistic size and shape. This module produces both at once: an hourly partitioned
-lake that carries the quirks of real exports (missing legs, portless evidence, shape-2 exports, PID
-reuse, ReportId resets, exact duplicates, string ports, bad rows) and truth tables that name every
-connection and the one row that must represent it in the curated table.
+lake that carries the quirks of real exports (missing legs, PID reuse, ReportId resets, exact
+duplicates, bad rows, and the `Shapes`: plain HTTP through the proxy, keep-alive sockets, port-less
+and target-IP network-protection rows, throttled evidence, port pools, sensor clock skew, late
+evidence, IPv4-mapped sockets, URL forms, schema drift between files, Log Analytics re-exports)
+and truth tables that name every connection, its shapes and the one row that must represent it in
+the curated table.
 
 Everything is vectorised over all connections and events. Strings live in small lookup tables and
 events carry integer codes until one hour file at a time is materialised, which keeps memory low.
@@ -17,7 +20,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,9 +50,14 @@ NULL: Final = -1
 EMPTY: Final = 0
 PORT_ABC: Final = -2  # LocalPort code written as the string "abc" (bad row)
 BAD_ROWS_FILE_MIN: Final = 400  # an hour file gets a bad row only if it has this many others
+PORT_POOL: Final = 256  # local ports of a device with a small pool
+INSPECTION_REACH_US: Final = 4_800_000  # skew and lag together stay within the job's 5 s
 INT64_MAX: Final = np.iinfo(np.int64).max
 
 TS_TYPE: Final = pa.timestamp("us", tz="UTC")
+# Bumped whenever the same spec writes a different lake, so that cached lakes (make bench) are
+# generated again.
+LAKE_FORMAT: Final = 2
 
 # ActionType codes (index into ACTIONS).
 ACTIONS: Final = (
@@ -140,6 +148,65 @@ N_SPLIT_TUNNEL: Final = 40
 
 
 @dataclass(frozen=True)
+class Shapes:
+    """The messy shapes real exports have, each a rate; all on by default, as in real lakes.
+
+    `proxylink sample --without NAME,...` turns shapes off (rate 0); `Shapes.none()` is a clean
+    lake. Each shape is flagged in the truth, so that link quality is scored per shape.
+    """
+
+    # plain http:// requests through the proxy (no CONNECT): share of proxied connections
+    plain_http: float = 0.08
+    # ... of those, a keep-alive socket that also carries requests for one or two other hosts
+    keepalive_hosts: float = 0.3
+    # network-protection rows on the proxy socket without a LocalPort
+    portless_np: float = 0.04
+    # devices whose network-protection rows show the real target's socket, not the proxy's
+    target_ip_np: float = 0.15
+    # ... and of those rows, the share without a LocalPort
+    target_ip_portless: float = 0.5
+    # busy processes: repeated connections of one burst to one domain lose their
+    # network-protection row (the sensor throttles repeated events)
+    np_throttle: float = 0.1
+    # devices whose local ports come from a small pool (256), reused over the day
+    port_pool: float = 0.2
+    # inspection devices whose sensor clock is 1-2 s off the process events
+    sensor_skew: float = 0.4
+    # evidence rows 2-4.5 s after their leg
+    late_evidence: float = 0.05
+    # devices whose process events show IPv4-mapped sockets (::ffff:a.b.c.d); inspection rows
+    # keep the plain address
+    mapped_sockets: float = 0.1
+    # network-protection RemoteUrl as https://Host/path?q or host:443
+    url_forms: float = 0.05
+    # CONNECT Host headers with :443
+    connect_port: float = 0.3
+    # hour files written by other writers: int64 or text ports, ns timestamps, Kusto text
+    # timestamps (7 digits and Z), fewer optional columns
+    schema_drift: float = 0.3
+    # hours re-exported by Log Analytics (its extra columns, one optional column fewer): a
+    # second file repeating a share of the hour's events
+    log_analytics: float = 0.1
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def none(cls) -> Shapes:
+        """A clean lake: every shape off."""
+        return cls(**dict.fromkeys(cls.names(), 0.0))
+
+    def without(self, names: list[str]) -> Shapes:
+        unknown = sorted(set(names) - set(self.names()))
+        if unknown:
+            raise ValueError(
+                f"unknown shape(s) {', '.join(unknown)}; shapes: {', '.join(self.names())}"
+            )
+        return replace(self, **dict.fromkeys(names, 0.0))
+
+
+@dataclass(frozen=True)
 class SampleSpec:
     """What to generate; the same spec and seed always give the same lake."""
 
@@ -149,6 +216,7 @@ class SampleSpec:
     seed: int = 7
     connections_per_device: int = 120  # true connections per device per day (mean)
     proxies: tuple[tuple[str, int], ...] = (("10.20.0.5", 8080), ("10.20.0.6", 3128))
+    shapes: Shapes = Shapes()
 
 
 @dataclass(frozen=True)
@@ -192,7 +260,10 @@ class _World:
     dev_proxy_port: Array
     dev_np: Array
     dev_insp: Array
-    dev_shape2: Array
+    dev_shape2: Array  # network protection shows the real target's socket
+    dev_mapped: Array  # process events show IPv4-mapped sockets
+    dev_pool: Array  # local ports from a small pool
+    dev_skew: Array  # the inspection sensor's clock offset, µs
     dev_activity: Array
     # process slots (a pid holder) and processes (pid + creation time)
     slot_off: Array  # first slot of each device
@@ -212,6 +283,9 @@ class _World:
     dom_port: Array
     dom_cdf: Array
     dom_af_connect: Array
+    dom_af_connect_port: Array  # CONNECT with host:443
+    dom_af_get: Array  # a plain request through the proxy
+    dom_form_url: Array  # RemoteUrl as https://Host/path?q or host:443
     dom_af_ssl: Array
     dom_af_dns: Array
     # direct destinations
@@ -231,6 +305,7 @@ class _World:
     device_ids: pa.Array
     device_names: pa.Array
     ips: pa.Array
+    mapped_ips: pa.Array  # the same table, IPv4 addresses as ::ffff:a.b.c.d
     urls: pa.Array
     afs: pa.Array
     accounts: pa.Array
@@ -285,12 +360,14 @@ def write_sample(
     conns = _build_connections(rng, spec, world)
     n_conn = len(conns["dev"])
     say(f"connections: {n_conn}")
-    string_hours = _string_port_hours(rng, world, spec.days)
-    events, blocks = _build_events(rng, world, conns, string_hours)
+    string_hours = _string_port_hours(rng, world, spec.days, spec.shapes.schema_drift)
+    events, blocks = _build_events(rng, world, conns, string_hours, spec.shapes)
     say(f"events: {len(events.ts)} distinct")
     _assign_report_ids(rng, events, world, spec.days)
     _write_truth_connections(truth / "connections.parquet", world, conns, events, blocks)
-    rows, files = _write_lake(rng, root, truth / "events.parquet", world, events, string_hours, say)
+    rows, files = _write_lake(
+        rng, root, truth / "events.parquet", world, events, string_hours, spec.shapes, say
+    )
     say(f"wrote {rows} rows in {files} hour files")
     return SampleSummary(events=rows, connections=n_conn, files=files, root=root, truth=truth)
 
@@ -327,9 +404,15 @@ def _build_world(rng: Rng, spec: SampleSpec) -> _World:
     proxy_ip = ips.add([ip for ip, _ in spec.proxies])
     proxy_port = np.array([port for _, port in spec.proxies], dtype=np.int32)
     proxy_of = rng.integers(0, len(spec.proxies), n)
+    shapes = spec.shapes
     dev_np = rng.random(n) < 0.8
     dev_insp = dev_np & (rng.random(n) < 0.7)
-    dev_shape2 = dev_np & (rng.random(n) < 0.1)
+    dev_shape2 = dev_np & (rng.random(n) < shapes.target_ip_np)
+    dev_mapped = rng.random(n) < shapes.mapped_sockets
+    dev_pool = rng.random(n) < shapes.port_pool
+    skewed = dev_insp & (rng.random(n) < shapes.sensor_skew)
+    skew = rng.uniform(1.0, 2.0, n) * np.where(rng.random(n) < 0.5, -1, 1) * US
+    dev_skew = np.where(skewed, skew, 0).astype(np.int64)
     activity = rng.lognormal(0.0, 0.5, n)
     activity /= activity.mean()
     first = rng.integers(0, len(_FIRST), n)
@@ -397,6 +480,37 @@ def _build_world(rng: Rng, spec: SampleSpec) -> _World:
             )
             for d, p in zip(names, dom_port.tolist(), strict=True)
         ]
+    )
+    dom_af_connect_port = afs.add(
+        [
+            _json(
+                direction="Out",
+                host=f"{d}:{p}",
+                method="CONNECT",
+                uri=f"{d}:{p}",
+                status_code="200",
+                trans_depth="1",
+            )
+            for d, p in zip(names, dom_port.tolist(), strict=True)
+        ]
+    )
+    dom_af_get = afs.add(
+        [
+            _json(
+                direction="Out",
+                host=d,
+                method=("GET", "GET", "GET", "POST", "HEAD")[i % 5],
+                uri=f"http://{d}/{('ocsp', 'crl/ca.crl', 'update/manifest', 'pkg/index')[i % 4]}",
+                user_agent="Microsoft-CryptoAPI/10.0",
+                proxied='["PROXY-CONNECTION -> keep-alive"]',
+                status_code="200",
+                trans_depth="1",
+            )
+            for i, d in enumerate(names)
+        ]
+    )
+    dom_form_url = urls.add(
+        [f"https://{d}/path?q=1" if i % 2 else f"{d}:443" for i, d in enumerate(names)]
     )
     dom_af_ssl = afs.add(
         [_json(direction="Out", version="TLSv12", server_name=d, established="true") for d in names]
@@ -486,6 +600,9 @@ def _build_world(rng: Rng, spec: SampleSpec) -> _World:
         dev_np=dev_np,
         dev_insp=dev_insp,
         dev_shape2=dev_shape2,
+        dev_mapped=dev_mapped,
+        dev_pool=dev_pool,
+        dev_skew=dev_skew,
         dev_activity=activity,
         slot_off=slot_off,
         slot_count=slot_count,
@@ -503,6 +620,9 @@ def _build_world(rng: Rng, spec: SampleSpec) -> _World:
         dom_port=dom_port,
         dom_cdf=dom_cdf,
         dom_af_connect=dom_af_connect,
+        dom_af_connect_port=dom_af_connect_port,
+        dom_af_get=dom_af_get,
+        dom_form_url=dom_form_url,
         dom_af_ssl=dom_af_ssl,
         dom_af_dns=dom_af_dns,
         tgt_url=tgt_url,
@@ -519,6 +639,9 @@ def _build_world(rng: Rng, spec: SampleSpec) -> _World:
         device_ids=pa.array(device_ids, type=pa.string()),
         device_names=pa.array(device_names, type=pa.string()),
         ips=ips.arrow(),
+        mapped_ips=pa.array(
+            [f"::ffff:{v}" if v.count(".") == 3 else v for v in ips.values], type=pa.string()
+        ),
         urls=urls.arrow(),
         afs=afs.arrow(),
         accounts=accounts.arrow(),
@@ -649,7 +772,11 @@ def _build_connections(rng: Rng, spec: SampleSpec, world: _World) -> dict[str, A
     proxied = b_proxied[burst]
     dom = b_doms[burst, pick]
     tgt = b_tgts[burst, pick]
+    shapes = spec.shapes
+    plain = proxied & (rng.random(n) < shapes.plain_http)
+    keepalive = plain & (rng.random(n) < shapes.keepalive_hosts)
     target_port = np.where(proxied, world.dom_port[dom], world.tgt_port[tgt]).astype(np.int32)
+    target_port = np.where(plain, 80, target_port).astype(np.int32)
 
     # Windows-like ephemeral ports: per device, sequential in time, other sockets interleave.
     key_shift = 62 - max(1, int(world.n_dev).bit_length())
@@ -661,18 +788,28 @@ def _build_connections(rng: Rng, spec: SampleSpec, world: _World) -> dict[str, A
     before = np.concatenate([[0], steps])[dev_first[dev_sorted]]
     port0 = rng.integers(0, EPHEMERAL_SPAN, world.n_dev)
     lport = np.empty(n, dtype=np.int32)
-    lport[by_dev] = EPHEMERAL_LO + (port0[dev_sorted] + steps - before) % EPHEMERAL_SPAN
+    # A device with a small pool reuses its ports all day (a few hundred connections apart).
+    span = np.where(world.dev_pool[dev_sorted], PORT_POOL, EPHEMERAL_SPAN)
+    lport[by_dev] = EPHEMERAL_LO + (port0[dev_sorted] + steps - before) % span
 
     # which rows each connection leaves
     on_np = proxied & world.dev_np[dev]
     on_insp = proxied & world.dev_insp[dev]
     np_present = on_np & (rng.random(n) < 0.99)
+    # A busy process: a repeated connection of a burst to one domain is throttled out of
+    # network protection's events now and then.
+    _, first_of = np.unique(burst.astype(np.int64) * (1 << 20) + dom, return_index=True)
+    repeat = np.ones(n, dtype=bool)
+    repeat[first_of] = False
+    np_throttled = np_present & repeat & (rng.random(n) < shapes.np_throttle)
+    np_present &= ~np_throttled
     http_present = on_insp & (rng.random(n) < 0.92)
-    ssl_present = on_insp & (rng.random(n) < 0.85)
+    ssl_present = on_insp & ~plain & (rng.random(n) < 0.85)
     evidence = np_present | http_present | ssl_present
     leg_present = ~(on_np & evidence & (rng.random(n) < 0.01))
     np_shape2 = np_present & world.dev_shape2[dev]
-    np_portless = np_present & ~np_shape2 & (rng.random(n) < 0.04)
+    np_target_portless = np_shape2 & (rng.random(n) < shapes.target_ip_portless)
+    np_portless = np_present & ~np_shape2 & (rng.random(n) < shapes.portless_np)
     named = world.tgt_url[tgt] != NULL
     direct_url = np.where(
         named & (rng.random(n) < 0.85), world.tgt_url[tgt], rng.integers(-1, 1, n)
@@ -693,7 +830,11 @@ def _build_connections(rng: Rng, spec: SampleSpec, world: _World) -> dict[str, A
         "http_present": http_present,
         "ssl_present": ssl_present,
         "np_shape2": np_shape2,
+        "np_target_portless": np_target_portless,
         "np_portless": np_portless,
+        "np_throttled": np_throttled,
+        "plain": plain,
+        "keepalive": keepalive,
         "direct_url": np.where(proxied, NULL, direct_url).astype(np.int32),
     }
 
@@ -701,13 +842,22 @@ def _build_connections(rng: Rng, spec: SampleSpec, world: _World) -> dict[str, A
 # --- events -------------------------------------------------------------------------------------
 
 
-def _offsets(rng: Rng, n: int) -> Array:
-    """Evidence time minus leg time: mostly sub-second, sometimes seconds, a quarter before."""
+def _offsets(rng: Rng, n: int, late: float = 0.0) -> Array:
+    """Evidence time minus leg time: mostly sub-second, sometimes seconds, a quarter before;
+    a `late` share 2-4.5 s after."""
     small = np.minimum(rng.exponential(0.18 * US, n), 1.5 * US)
     large = rng.uniform(0.5 * US, 3.0 * US, n)
     mag = np.minimum(np.where(rng.random(n) < 0.85, small, large), MAX_OFFSET_US)
     sign = np.where(rng.random(n) < 0.25, -1, 1)
-    return (sign * mag).astype(np.int64)
+    lag = np.where(rng.random(n) < late, rng.uniform(2.0 * US, 4.5 * US, n), sign * mag)
+    return lag.astype(np.int64)
+
+
+def _inspected(rng: Rng, world: _World, dev: Array, n: int, late: float) -> Array:
+    """Offsets of inspection rows: the lag plus the device's sensor clock offset, kept within
+    reach of the job's tolerance."""
+    lag = _offsets(rng, n, late) + world.dev_skew[dev]
+    return np.clip(lag, -INSPECTION_REACH_US, INSPECTION_REACH_US).astype(np.int64)
 
 
 def _null_or_empty(rng: Rng, n: int, p_null: float = 0.5) -> Array:
@@ -745,8 +895,11 @@ def _block(n: int, role: int, conn: Array | int, **cols: Array | int) -> dict[st
     return out
 
 
-def _string_port_hours(rng: Rng, world: _World, days: int) -> Array:
-    """Hour numbers (since the epoch) whose file stores ports as strings: about 1 in 12."""
+def _string_port_hours(rng: Rng, world: _World, days: int, drift: float) -> Array:
+    """Hour numbers (since the epoch) whose file stores ports as strings: about 1 in 12, none
+    without schema drift."""
+    if drift <= 0:
+        return np.zeros(0, dtype=np.int64)
     hours = world.start_us // HOUR_US + np.arange(days * 24)
     chosen = hours[rng.random(len(hours)) < 1 / 12]
     if len(chosen) == 0:
@@ -755,7 +908,7 @@ def _string_port_hours(rng: Rng, world: _World, days: int) -> Array:
 
 
 def _build_events(
-    rng: Rng, world: _World, c: dict[str, Array], string_hours: Array
+    rng: Rng, world: _World, c: dict[str, Array], string_hours: Array, shapes: Shapes
 ) -> tuple[_Events, dict[str, Array]]:
     """Every row the connections and the background leave, as integer codes.
 
@@ -779,29 +932,60 @@ def _build_events(
     s2 = c["np_shape2"][nps]
     dom = c["dom"][nps]
     upper = world.dom_upper_url[dom]
+    url = np.where((upper != NULL) & (rng.random(len(nps)) < 0.5), upper, world.dom_url[dom])
+    url = np.where(rng.random(len(nps)) < shapes.url_forms, world.dom_form_url[dom], url)
+    portless = c["np_portless"][nps] | c["np_target_portless"][nps]
     blocks.append(
         _block(
-            len(nps), R_NP, nps, ts=t[nps] + _offsets(rng, len(nps)), dev=dev[nps], act=A_SUCCESS,
+            len(nps), R_NP, nps, ts=t[nps] + _offsets(rng, len(nps), shapes.late_evidence),
+            dev=dev[nps], act=A_SUCCESS,
             rip=np.where(s2, world.dom_ip[dom], prox_ip[nps]),
             rport=np.where(s2, world.dom_port[dom], prox_port[nps]),
-            url=np.where((upper != NULL) & (rng.random(len(nps)) < 0.5), upper, world.dom_url[dom]),
-            lport=np.where(c["np_portless"][nps], NULL, lport[nps]), proto=P_TCP, proc=proc[nps],
+            url=url, lport=np.where(portless, NULL, lport[nps]), proto=P_TCP, proc=proc[nps],
             af=_null_or_empty(rng, len(nps), 0.9),
         )
     )  # fmt: skip
 
+    with_port = rng.random(len(c["dom"])) < shapes.connect_port
+    connect = np.where(
+        with_port, world.dom_af_connect_port[c["dom"]], world.dom_af_connect[c["dom"]]
+    )
+    inspection = np.where(c["plain"], world.dom_af_get[c["dom"]], connect)
+    first_request = np.zeros(len(t), dtype=np.int64)
     for role, act, present, table in (
-        (R_HTTP, A_HTTP, c["http_present"], world.dom_af_connect),
-        (R_SSL, A_SSL, c["ssl_present"], world.dom_af_ssl),
+        (R_HTTP, A_HTTP, c["http_present"], inspection),
+        (R_SSL, A_SSL, c["ssl_present"], world.dom_af_ssl[c["dom"]]),
     ):
         idx = np.flatnonzero(present)
+        lag = _inspected(rng, world, dev[idx], len(idx), shapes.late_evidence)
+        if role == R_HTTP:  # a plain request follows its connection's opening
+            lag = np.where(c["plain"][idx], np.abs(lag), lag)
+            first_request[idx] = t[idx] + lag
         blocks.append(
             _block(
-                len(idx), role, idx, ts=t[idx] + _offsets(rng, len(idx)), dev=dev[idx], act=act,
+                len(idx), role, idx, ts=t[idx] + lag, dev=dev[idx], act=act,
                 rip=prox_ip[idx], rport=prox_port[idx], url=NULL, lport=lport[idx], proto=P_TCP,
-                proc=NULL, af=table[c["dom"][idx]],
+                proc=NULL, af=table[idx],
             )
         )  # fmt: skip
+
+    # A keep-alive socket to the proxy carries one or two more requests, for other hosts.
+    more = np.flatnonzero(c["keepalive"] & c["http_present"])
+    more = np.concatenate([more, more[rng.random(len(more)) < 0.5]])
+    others = np.minimum(
+        np.searchsorted(world.dom_cdf, rng.random(len(more)), side="right"), len(world.dom_cdf) - 1
+    )
+    # The later requests follow the first on its socket, within reach of the leg.
+    later = rng.uniform(0.05 * US, 2.0 * US, len(more)).astype(np.int64)
+    request_ts = np.minimum(first_request[more] + later, t[more] + INSPECTION_REACH_US)
+    blocks.append(
+        _block(
+            len(more), R_HTTP, more, dev=dev[more], act=A_HTTP,
+            ts=np.maximum(request_ts, first_request[more] + 1),
+            rip=prox_ip[more], rport=prox_port[more], url=NULL, lport=lport[more], proto=P_TCP,
+            proc=NULL, af=world.dom_af_get[others],
+        )
+    )  # fmt: skip
 
     direct = np.flatnonzero(~c["proxied"])
     tgt = c["tgt"][direct]
@@ -839,8 +1023,8 @@ def _build_events(
         account_mix=mix[1],
         rid=np.zeros(n, dtype=np.int64),
     )
-    # block order above: leg, np, http, ssl, direct, ...
-    located = {"leg": (firsts[0], legs), "np": (firsts[1], nps), "direct": (firsts[4], direct)}
+    # block order above: leg, np, http, ssl, keep-alive requests, direct, ...
+    located = {"leg": (firsts[0], legs), "np": (firsts[1], nps), "direct": (firsts[5], direct)}
     return events, {k: _pack(int(first), ids) for k, (first, ids) in located.items()}
 
 
@@ -928,7 +1112,8 @@ def _noise_blocks(
         n = len(idx)
         out.append(
             _block(
-                n, R_NOISE, NULL, ts=c["t"][idx] + _offsets(rng, n), dev=c["dev"][idx], act=act,
+                n, R_NOISE, NULL, ts=c["t"][idx] + _inspected(rng, world, c["dev"][idx], n, 0.0),
+                dev=c["dev"][idx], act=act,
                 rip=world.tgt_ip[tgt], rport=world.tgt_port[tgt], url=NULL, lport=c["lport"][idx],
                 proto=P_TCP, proc=NULL, af=table[tgt],
             )
@@ -1050,6 +1235,13 @@ def _write_truth_connections(
             "ssl_present": pa.array(c["ssl_present"]),
             "np_portless": pa.array(c["np_portless"]),
             "np_shape2": pa.array(c["np_shape2"]),
+            "np_target_portless": pa.array(c["np_target_portless"]),
+            "np_throttled": pa.array(c["np_throttled"]),
+            "plain_http": pa.array(c["plain"]),
+            "keepalive": pa.array(c["keepalive"]),
+            "mapped": pa.array(world.dev_mapped[c["dev"]]),
+            "port_pool": pa.array(world.dev_pool[c["dev"]]),
+            "sensor_skewed": pa.array(world.dev_skew[c["dev"]] != 0),
             "burst_id": pa.array(c["burst"], type=pa.int64()),
             "burst_size": pa.array(c["burst_size"], type=pa.int32()),
             "rep_Timestamp": pa.array(rep_ts, mask=~has, type=TS_TYPE),
@@ -1068,9 +1260,13 @@ def _write_lake(
     world: _World,
     ev: _Events,
     string_hours: Array,
+    shapes: Shapes,
     say: Callable[[str], None],
 ) -> tuple[int, int]:
-    """Write one file per hour from one time-sorted index, and the events truth alongside."""
+    """Write one file per hour from one time-sorted index, and the events truth alongside.
+
+    Each hour's file is written by one of several writers (`_writer`); some hours are exported
+    a second time by Log Analytics (`_log_analytics`), repeating some of their events."""
     n = len(ev.ts)
     candidates = np.flatnonzero(ev.role != R_BAD)
     dups = rng.choice(candidates, round(0.003 * n), replace=False)
@@ -1102,8 +1298,13 @@ def _write_lake(
             folder = root / f"date={when:%Y-%m-%d}" / f"hour={when:%H}"
             folder.mkdir(parents=True, exist_ok=True)
             idx = rows[lo:hi]
-            table = _hour_table(world, ev, idx, actions, string_ports=h in string_set)
+            writer_of = "string_ports" if h in string_set else _writer(rng, shapes)
+            table = _hour_table(world, ev, idx, actions, writer=writer_of)
             pq.write_table(table, folder / "part-0.parquet", compression="zstd")
+            if rng.random() < shapes.log_analytics:
+                again = idx[(ev.role[idx] != R_BAD) & (rng.random(len(idx)) < 0.05)]
+                again_table = _log_analytics(_hour_table(world, ev, again, actions))
+                pq.write_table(again_table, folder / "part-1.parquet", compression="zstd")
             first = idx[~copy[lo:hi]]
             writer.write_table(
                 pa.table(
@@ -1133,10 +1334,23 @@ def _mixed(codes: Array, mix: Array) -> Array:
     return np.where(mix == 1, NULL, np.where(mix == 2, EMPTY, codes))
 
 
+# How an hour file was written: the common writer, or one of the others real lakes mix in.
+WRITERS: Final = ("int64_ports", "ns_timestamps", "kusto_text", "fewer_columns")
+
+
+def _writer(rng: Rng, shapes: Shapes) -> str:
+    """The writer of one hour file: another than the common one at the schema-drift rate."""
+    if rng.random() >= shapes.schema_drift:
+        return "common"
+    return str(WRITERS[int(rng.integers(0, len(WRITERS)))])
+
+
 def _hour_table(
-    world: _World, ev: _Events, idx: Array, actions: pa.Array, *, string_ports: bool
+    world: _World, ev: _Events, idx: Array, actions: pa.Array, *, writer: str = "common"
 ) -> pa.Table:
-    """Materialise the rows of one hour file with the advanced-hunting columns."""
+    """Materialise the rows of one hour file with the advanced-hunting columns, typed as
+    `writer` types them: text ports (`string_ports`, where the "abc" rows live), int64 ports,
+    nanosecond timestamps, Kusto's text timestamps, or no InitiatingProcessAccountName."""
     dev = ev.dev[idx]
     proc = ev.proc[idx]
     has_proc = proc >= 0
@@ -1144,17 +1358,24 @@ def _hour_table(
     rport: pa.Array = pa.array(ev.rport[idx], type=pa.int32())
     lport_codes = ev.lport[idx]
     lport: pa.Array = pa.array(lport_codes, mask=lport_codes < 0, type=pa.int32())
-    if string_ports:
+    if writer == "string_ports":
         rport = rport.cast(pa.string())
         lport = pc.if_else(pa.array(lport_codes == PORT_ABC), "abc", lport.cast(pa.string()))
+    elif writer == "int64_ports":
+        rport, lport = rport.cast(pa.int64()), lport.cast(pa.int64())
     names = pa.array(PROCESS_NAMES)
-    return pa.table(
+    # Process events of a device with IPv4-mapped sockets show ::ffff:a.b.c.d.
+    mapped = pa.array(has_proc & world.dev_mapped[dev])
+    remote_ip = pc.if_else(
+        mapped, _take(world.mapped_ips, ev.rip[idx]), _take(world.ips, ev.rip[idx])
+    )
+    table = pa.table(
         {
             s.TIMESTAMP: pa.array(ev.ts[idx], type=TS_TYPE),
             s.DEVICE_ID: _take(world.device_ids, _device_id_codes(ev, idx)),
             s.DEVICE_NAME: _take(world.device_names, _mixed(dev + 1, ev.name_mix[idx])),
             s.ACTION_TYPE: actions.take(pa.array(ev.act[idx])),
-            s.REMOTE_IP: _take(world.ips, ev.rip[idx]),
+            s.REMOTE_IP: remote_ip,
             s.REMOTE_PORT: rport,
             s.REMOTE_URL: _take(world.urls, ev.url[idx]),
             s.LOCAL_IP: _take(world.ips, world.dev_ip[dev]),
@@ -1171,3 +1392,42 @@ def _hour_table(
             s.ADDITIONAL_FIELDS: _take(world.afs, ev.af[idx]),
         }
     )
+    stamps = [s.TIMESTAMP, s.PROCESS_CREATION]
+    if writer == "ns_timestamps":
+        for name in stamps:
+            column = table[name].cast(pa.timestamp("ns", tz="UTC"))
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+    elif writer == "kusto_text":
+        for name in stamps:
+            text = pc.strftime(table[name], format=KUSTO_TIME, locale="C")
+            table = table.set_column(table.schema.get_field_index(name), name, text)
+    elif writer == "fewer_columns":
+        table = table.drop_columns(["InitiatingProcessAccountName"])
+    return table
+
+
+LOG_ANALYTICS_COLUMNS: Final = ("TenantId", "SourceSystem", "MachineGroup", "TimeGenerated", "Type")
+# Kusto's text timestamps: seven fractional digits and Z (Arrow's %S of a µs timestamp gives six).
+KUSTO_TIME: Final = "%Y-%m-%dT%H:%M:%S0Z"
+
+
+def _log_analytics(table: pa.Table) -> pa.Table:
+    """The same events as Log Analytics exports them: its own columns added, one optional
+    column fewer, and JSON text spaced otherwise."""
+    n = table.num_rows
+    generated = pc.add(table[s.TIMESTAMP], pa.scalar(dt.timedelta(minutes=3)))
+    spaced = pc.replace_substring(table[s.ADDITIONAL_FIELDS], pattern='","', replacement='", "')
+    table = table.drop_columns([s.PROCESS_FILE_NAME])
+    table = table.set_column(
+        table.schema.get_field_index(s.ADDITIONAL_FIELDS), s.ADDITIONAL_FIELDS, spaced
+    )
+    extra = {
+        "TenantId": pa.array(["72f988bf-86f1-41af-91ab-2d7cd011db47"] * n),
+        "SourceSystem": pa.array([""] * n),
+        "MachineGroup": pa.array(["Workstations"] * n),
+        "TimeGenerated": pc.strftime(generated, format=KUSTO_TIME, locale="C"),
+        "Type": pa.array(["DeviceNetworkEvents"] * n),
+    }
+    for name in LOG_ANALYTICS_COLUMNS:
+        table = table.append_column(name, extra[name])
+    return table

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import frame, http_row, leg, np_row, write_lake
+from helpers import frame, http_row, leg, np_row, ssl_row, write_lake
 
 from jobs.cli import main
 from transforms import schema as s
@@ -340,3 +340,34 @@ def test_kusto_text_timestamps_with_seven_digits_are_read(
     assert cur[s.REMOTE_URL].to_list() == ["kusto.example.com"]
     assert cur[s.TIMESTAMP].dt.microsecond().to_list() == [0]
     assert manifest(tmp_path / "cur")["counts"]["rejected"] == 0
+
+
+def test_files_typed_by_different_writers_are_one_lake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
+) -> None:
+    """One hour written three ways: nanosecond timestamps with int64 ports, text ports, and
+    microseconds with int32 ports but one optional column fewer."""
+    events = write_lake(tmp_path, frame([leg(0, 50001), np_row(10, "ns.example.com", 50001)]))
+    hour = events / f"date={DAY}" / "hour=12"
+    ns = frame([leg(0, 50001), np_row(10, "ns.example.com", 50001)]).with_columns(
+        pl.col(s.TIMESTAMP).dt.cast_time_unit("ns"),
+        pl.col(s.LOCAL_PORT).cast(pl.Int64),
+        pl.col(s.REMOTE_PORT).cast(pl.Int64),
+    )
+    ns.write_parquet(hour / "part-0.parquet")
+    text = frame([leg(100, 50002), ssl_row(110, "text.example.com", 50002)]).with_columns(
+        pl.col(s.LOCAL_PORT).cast(pl.String), pl.col(s.REMOTE_PORT).cast(pl.String)
+    )
+    text.write_parquet(hour / "part-1.parquet")
+    fewer = frame([leg(200, 50003), http_row(210, "fewer.example.com", 50003)])
+    fewer.drop("InitiatingProcessFileName").write_parquet(hour / "part-2.parquet")
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
+    assert code == 0
+    cur = pl.read_delta(str(tmp_path / "cur" / "connection_success")).sort(s.TIMESTAMP)
+    assert cur[s.REMOTE_URL].to_list() == [
+        "ns.example.com",
+        "text.example.com",
+        "fewer.example.com",
+    ]
+    assert cur[s.LOCAL_PORT].to_list() == [50001, 50002, 50003]
+    assert cur["InitiatingProcessFileName"].to_list() == ["msedge.exe", "msedge.exe", None]

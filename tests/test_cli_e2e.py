@@ -94,7 +94,7 @@ def test_a_sample_of_any_size_publishes_with_the_default_expectations(
     report = run_day(load_config(conf, overrides), spec.start)
     assert report.status == "published", report.validation
     assert report.validation is not None and not report.validation.warnings
-    if devices >= 12:  # lakes this big carry every kind of broken row
+    if devices >= 20:  # lakes this big carry every kind of broken row
         rejects = pl.read_delta(str(tmp_path / "curated" / "rejects"))
         reasons = set(rejects["RejectReason"])
         assert {"null_DeviceId", "bad_AdditionalFields"} <= reasons

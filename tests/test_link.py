@@ -7,7 +7,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from helpers import at, direct, http_row, leg, np_row, request_row, ssl_row, target_np
+from helpers import (
+    PROXY,
+    PROXY_PORT,
+    at,
+    direct,
+    http_row,
+    leg,
+    np_row,
+    request_row,
+    ssl_row,
+    target_np,
+)
 
 from transforms import schema as s
 
@@ -425,3 +436,26 @@ def test_inspection_clock_offset_and_late_evidence_still_link(build: Build) -> N
     ports = by_port(build(rows)[0])
     assert ports[50001][s.REMOTE_URL] == "skew.example.com"
     assert ports[50002][s.REMOTE_URL] == "late.example.com"
+
+
+def test_target_ip_row_on_a_proxied_socket_without_its_leg_is_evidence_only(build: Build) -> None:
+    """The leg is missing, but inspection rows on the proxy socket with the row's local port
+    name its domain: it went through the proxy. It stands for its connection as evidence only,
+    with the proxy those rows show; it is not a direct connection."""
+    rows = [
+        target_np(0, "t.example.com", 50001),
+        ssl_row(30, "t.example.com", 50001),
+        target_np(60_000, "d.example.com", 50002),
+        # without a LocalPort: an unused inspection row of the device naming its domain
+        target_np(120_000, "p.example.com", None),
+        http_row(120_040, "p.example.com", 50003),
+    ]
+    df, report = build(rows)
+    by_url = {r[s.REMOTE_URL]: r for r in df.iter_rows(named=True)}
+    for url in ("t.example.com", "p.example.com"):
+        proxied = by_url[url]
+        assert (proxied[s.LINK_METHOD], proxied[s.IS_PROXIED]) == ("evidence_only", True)
+        assert (proxied[s.PROXY_IP], proxied[s.PROXY_PORT]) == (PROXY, PROXY_PORT)
+        assert proxied[s.REMOTE_IP] == "93.184.216.34" and proxied[s.TARGET_PORT] == 443
+    assert by_url["d.example.com"][s.LINK_METHOD] == "direct"
+    assert report.counts["evidence_folded"] == 2 and report.counts["inspection_unmatched"] == 0

@@ -53,6 +53,7 @@ _KEY = [DEV, s.TIMESTAMP, s.REPORT_ID]  # the event key, with the device as its 
 # first seen in the process.
 _RIP_TEXT = "_rip_text"
 _FILLED = "_filled"
+_PROXY_FILE, _PROXY_ROW = "_proxy_file", "_proxy_row"
 _TIE = [ROLE, _RIP_TEXT, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN]
 
 
@@ -140,11 +141,19 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
     used = result.used_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
     ambiguous = result.ambiguous.rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
     shared = result.ambiguous_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
+    # A target-IP row of a proxied socket whose leg is missing: the proxy row's place.
+    proxy_row = pl.col("proxy_ev")
+    targets = result.proxied_targets.rename({EV_ID: ID}).select(
+        ID,
+        (proxy_row // (1 << 32)).cast(pl.UInt32).alias(_PROXY_FILE),
+        (proxy_row % (1 << 32)).cast(pl.UInt32).alias(_PROXY_ROW),
+    )
     # Join each result only to the rows it can concern: links to legs, use to evidence.
     is_leg = pl.col(ROLE) == LEG
     is_ev = pl.col(ROLE).is_in(EVIDENCE_ROLES)
     legs = day.filter(is_leg).join(links, on=ID, how="left").join(ambiguous, on=ID, how="left")
     evidence = day.filter(is_ev).join(used, on=ID, how="left").join(shared, on=ID, how="left")
+    evidence = evidence.join(targets, on=ID, how="left")
     day = pl.concat([legs, evidence, day.filter(~is_leg & ~is_ev)], how="diagonal")
     role = pl.col(ROLE)
     ok = pl.col(FATE) == OK
@@ -153,10 +162,11 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
     def lit(fate: str) -> pl.Expr:
         return pl.lit(fate, FATE_TYPE)
 
+    via_proxy = pl.col(_PROXY_ROW).is_not_null()
     fate = (
         pl.when(~ok)
         .then(pl.col(FATE))
-        .when(role.is_in([LEG, DIRECT]))
+        .when(role.is_in([LEG, DIRECT]) | via_proxy)
         .then(lit(CURATED))
         .when(role.is_in([NP, NP2]) & used_ev)
         .then(lit(FOLDED))
@@ -169,8 +179,8 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         .otherwise(lit(OTHER))
     )
     is_leg = role == LEG
-    evidence_only = role == NP
-    direct = role.is_in([DIRECT, NP2])
+    evidence_only = (role == NP) | via_proxy
+    direct = role.is_in([DIRECT, NP2]) & ~via_proxy
     linked = pl.col("method").is_not_null()
     delta_ms = (pl.col("delta_us").abs() // 1000) * pl.col("delta_us").sign()
     method = (
@@ -195,7 +205,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         proxied.alias(s.IS_PROXIED),
         pl.when(is_leg)
         .then(pl.col("target_port"))
-        .when(direct)
+        .when(direct | via_proxy)
         .then(pl.col(TARGET_PORT))
         .cast(pl.Int32)
         .alias(s.TARGET_PORT),
@@ -213,6 +223,8 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         .cast(pl.Int64)
         .alias(s.EVIDENCE_REPORT_ID),
         pl.when(is_leg).then(pl.col(REQ_HOSTS)).cast(pl.Int32).alias(s.REQUEST_HOSTS),
+        _PROXY_FILE,
+        _PROXY_ROW,
     )
 
 
@@ -223,10 +235,11 @@ def curated_rows(raw: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) 
     """
     source = [c for c in raw.collect_schema() if not c.startswith("_") and c not in _HIVE]
     computed = [c for c in s.ADDED_COLUMNS if c not in (s.PROXY_IP, s.PROXY_PORT)]
-    added = decisions.filter(pl.col(FATE) == CURATED).select(FILE, ROW, s.REMOTE_URL, *computed)
+    curated = decisions.filter(pl.col(FATE) == CURATED)
+    added = curated.select(FILE, ROW, s.REMOTE_URL, *computed)
     proxied = pl.col(s.IS_PROXIED)
     ordered = [*source, *s.ADDED_COLUMNS]
-    return (
+    rows = (
         raw.join(added.lazy(), on=[FILE, ROW], how="inner")
         .pipe(coerce)
         .drop(s.REMOTE_URL)
@@ -235,9 +248,32 @@ def curated_rows(raw: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) 
             pl.when(proxied).then(pl.col(s.REMOTE_IP)).alias(s.PROXY_IP),
             pl.when(proxied).then(pl.col(s.REMOTE_PORT)).alias(s.PROXY_PORT),
         )
-        .select(ordered)
-        .with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
     )
+    # A target-IP row that stands for a proxied connection shows the target's socket: its
+    # proxy is the socket of the inspection row that showed it went through the proxy.
+    via = curated.filter(pl.col(_PROXY_ROW).is_not_null()).select(
+        _PROXY_FILE, _PROXY_ROW, pl.col(FILE).alias("_for_file"), pl.col(ROW).alias("_for_row")
+    )
+    if not via.is_empty():
+        wanted = via.select(pl.col(_PROXY_FILE).alias(FILE), pl.col(_PROXY_ROW).alias(ROW))
+        proxies = (
+            raw.join(wanted.lazy(), on=[FILE, ROW], how="semi")
+            .pipe(coerce)
+            .select(
+                pl.col(FILE).alias(_PROXY_FILE),
+                pl.col(ROW).alias(_PROXY_ROW),
+                pl.col(s.REMOTE_IP).alias("_pip"),
+                pl.col(s.REMOTE_PORT).alias("_pp"),
+            )
+            .collect()
+            .join(via, on=[_PROXY_FILE, _PROXY_ROW])
+            .select(pl.col("_for_file").alias(FILE), pl.col("_for_row").alias(ROW), "_pip", "_pp")
+        )
+        rows = rows.join(proxies.lazy(), on=[FILE, ROW], how="left").with_columns(
+            pl.coalesce("_pip", s.PROXY_IP).alias(s.PROXY_IP),
+            pl.coalesce("_pp", s.PROXY_PORT).alias(s.PROXY_PORT),
+        )
+    return rows.select(ordered).with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
 
 
 _HIVE = (s.PARTITION_DATE, s.PARTITION_HOUR)

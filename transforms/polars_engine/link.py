@@ -59,6 +59,8 @@ class LinkResult:
     ambiguous: pl.DataFrame  # leg ids left unlinked because candidates disagreed or were shared
     used_evidence: pl.DataFrame  # evidence ids consumed, corroborating or contested
     ambiguous_evidence: pl.DataFrame  # evidence ids that could belong to two or more legs
+    # np2 rows whose leg is missing but whose socket was the proxy's: (ev id, proxy row id)
+    proxied_targets: pl.DataFrame
 
 
 def _bucket(tol_us: int) -> pl.Expr:
@@ -178,10 +180,12 @@ def first_requests(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     req = pl.col(KIND) == REQ
     requests = pairs.filter(req)
     hosts = requests.group_by(LEG_ID).agg(pl.col("dom").n_unique().cast(pl.Int32).alias(REQ_HOSTS))
-    first = requests.sort([LEG_ID, "ev_ts", "ev_rid", EV_ID]).unique(
-        LEG_ID, keep="first", maintain_order=True
+    later = requests.sort([LEG_ID, "ev_ts", "ev_rid", EV_ID]).filter(
+        pl.col(LEG_ID).is_first_distinct().not_()
     )
-    return pl.concat([pairs.filter(~req), first]), hosts
+    if later.is_empty():
+        return pairs, hosts
+    return pairs.join(later.select(LEG_ID, EV_ID), on=[LEG_ID, EV_ID], how="anti"), hosts
 
 
 def resolve(
@@ -210,7 +214,7 @@ def resolve(
         if pairs.is_empty():
             break
         one_domain = pl.col("dom").n_unique().over(LEG_ID) == 1
-        one_leg = pl.col(LEG_ID).n_unique().over(EV_ID) == 1
+        one_leg = pl.len().over(EV_ID) == 1  # a (leg, evidence) pair occurs once
         taken = _nearest_per_kind(pairs.filter(one_domain).filter(one_leg))
         if taken.is_empty():
             taken = _interchangeable(pairs)
@@ -226,7 +230,7 @@ def resolve(
             .join(taken.select(EV_ID), on=EV_ID, how="anti")
             .join(corroborating, on=EV_ID, how="anti")
         )
-    shared = pairs.filter(pl.col(LEG_ID).n_unique().over(EV_ID) > 1).select(EV_ID).unique()
+    shared = pairs.filter(pl.len().over(EV_ID) > 1).select(EV_ID).unique()
     return pl.concat(accepted), pairs, shared
 
 
@@ -307,11 +311,11 @@ def link(rows: pl.LazyFrame, window: DayWindow, params: LinkParams) -> LinkResul
     legs = _legs(events, tol_us)
     ev = _evidence(events, tol_us)
 
-    candidates1 = socket_candidates(legs, ev, tol_us)
-    pairs1, hosts = first_requests(candidates1)
+    pairs1 = socket_candidates(legs, ev, tol_us)
+    contested1 = pairs1.select(EV_ID).unique()
+    pairs1, hosts = first_requests(pairs1)  # rebinding frees the full candidate frame
     taken1, left1, shared1 = resolve(pairs1)
     linked1 = _summarise(taken1, s.METHOD_SOCKET, hosts)
-    contested1 = candidates1.select(EV_ID).unique()
 
     # Corroboration: a port-less network-protection row naming the domain of a leg already
     # linked on its socket, in the same process, may be that leg's own: it is folded into it,
@@ -337,10 +341,43 @@ def link(rows: pl.LazyFrame, window: DayWindow, params: LinkParams) -> LinkResul
     linked2 = _summarise(taken2, s.METHOD_PROCESS, hosts.clear())
 
     used = pl.concat([contested1, corroborating, pairs2.select(EV_ID)]).unique()
+    proxied = proxied_targets(ev.join(used, on=EV_ID, how="anti"), tol_us)
+    used = pl.concat([used, proxied.select(pl.col("proxy_ev").alias(EV_ID))]).unique()
     ambiguous = pl.concat([left1.select(LEG_ID), left2.select(LEG_ID)]).unique()
     return LinkResult(
         links=pl.concat([linked1, linked2]),
         ambiguous=ambiguous,
         used_evidence=used,
         ambiguous_evidence=pl.concat([shared1, shared2]).unique(),
+        proxied_targets=proxied.unique(EV_ID),
     )
+
+
+def proxied_targets(spare: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+    """Target-IP network-protection rows whose leg is missing, shown to have gone through the
+    proxy by an unused inspection row on the proxy socket, within the tolerance, naming their
+    domain: on their local port, or, for a row without one, on the device (one process does not
+    reach one name both directly and through the proxy at once). Each stands for its connection
+    as evidence only (not as a direct one); the nearest such inspection row gives the proxy.
+    Returns (ev id, proxy row id)."""
+    targets = spare.filter(pl.col(ROLE) == NP2)
+    inspected = spare.filter(pl.col(ROLE).is_in([HTTP, REQ, SSL])).select(
+        DEV,
+        pl.col("ev_port").alias("leg_port"),
+        pl.col("ev_ts").alias("leg_ts"),
+        pl.col(EV_ID).alias("proxy_ev"),
+        pl.col("dom").alias("proxy_dom"),
+        "bucket",
+    )
+    with_port = targets.filter(pl.col("ev_port").is_not_null())
+    by_port = inspected.join(
+        _spread(with_port), left_on=[DEV, "leg_port", "bucket"], right_on=[DEV, "ev_port", "bucket"]
+    ).filter(pl.col("dom") == pl.col("proxy_dom"))
+    without = targets.filter(pl.col("ev_port").is_null())
+    by_name = inspected.join(
+        _spread(without), left_on=[DEV, "proxy_dom", "bucket"], right_on=[DEV, "dom", "bucket"]
+    )
+    columns = [EV_ID, "proxy_ev", "ev_ts", "leg_ts"]
+    pairs = _with_delta(pl.concat([by_port.select(columns), by_name.select(columns)]), tol_us)
+    nearest = pairs.sort([pl.col("delta_us").abs(), "proxy_ev"])
+    return nearest.unique(EV_ID, keep="first", maintain_order=True).select(EV_ID, "proxy_ev")
