@@ -39,13 +39,20 @@ CREATE OR REPLACE TEMP MACRO norm_domain(x) AS nullif(
         '.'),
     '');
 
+-- Timestamps are sometimes stored as text (Kusto writes seven fractional digits and a Z, one
+-- more than DuckDB parses) or in nanoseconds; all are read as microsecond TIMESTAMPTZ.
+CREATE OR REPLACE TEMP MACRO as_ts(x) AS coalesce(
+    TRY_CAST(x AS TIMESTAMPTZ),
+    TRY_CAST(regexp_replace(CAST(x AS VARCHAR), '(\.[0-9]{6})[0-9]+', '\1') AS TIMESTAMPTZ));
+
 -- A field of AdditionalFields; text that is not JSON yields null instead of failing the query.
 CREATE OR REPLACE TEMP MACRO json_field(doc, path) AS try(json_extract_string(doc, path));
 
 COPY (
     WITH
-    -- 1. read: only the planned files. union_by_name because some hours store ports as text;
-    --    the hive directories are not data columns.
+    -- 1. read: only the planned files. union_by_name because hours differ in column types
+    --    (ports and timestamps as text) and in optional columns; the hive directories are not
+    --    data columns.
     raw AS (
         SELECT *
         FROM read_parquet({{files}}, union_by_name = true, hive_partitioning = false)
@@ -66,11 +73,13 @@ COPY (
             blank_null(Protocol) AS Protocol,
             blank_null(AdditionalFields) AS AdditionalFields,
             as_port(RemotePort) AS RemotePort,
-            as_port(LocalPort) AS LocalPort
+            as_port(LocalPort) AS LocalPort,
+            as_ts("Timestamp") AS "Timestamp",
+            as_ts(InitiatingProcessCreationTime) AS InitiatingProcessCreationTime
         )
         FROM raw
-        WHERE "Timestamp" >= TIMESTAMPTZ '{{context_start}}'
-          AND "Timestamp" < TIMESTAMPTZ '{{context_end}}'
+        WHERE as_ts("Timestamp") >= TIMESTAMPTZ '{{context_start}}'
+          AND as_ts("Timestamp") < TIMESTAMPTZ '{{context_end}}'
           AND ReportId IS NOT NULL
     ),
 

@@ -231,7 +231,10 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
 def curated_rows(raw: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
     """The full source rows of day D's connections, with the link columns added.
 
-    The rows are picked before they are coerced, so only the output rows pay for it.
+    The rows are picked before they are coerced, so only the output rows pay for it. A
+    target-IP row that stands for a proxied connection shows the target's socket; its proxy is
+    the socket of the inspection row that showed it went through the proxy, picked from the raw
+    rows in the same pass.
     """
     source = [c for c in raw.collect_schema() if not c.startswith("_") and c not in _HIVE]
     computed = [c for c in s.ADDED_COLUMNS if c not in (s.PROXY_IP, s.PROXY_PORT)]
@@ -239,41 +242,32 @@ def curated_rows(raw: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) 
     added = curated.select(FILE, ROW, s.REMOTE_URL, *computed)
     proxied = pl.col(s.IS_PROXIED)
     ordered = [*source, *s.ADDED_COLUMNS]
-    rows = (
-        raw.join(added.lazy(), on=[FILE, ROW], how="inner")
-        .pipe(coerce)
+    via = curated.filter(pl.col(_PROXY_ROW).is_not_null()).select(
+        pl.col(_PROXY_FILE).alias(FILE),
+        pl.col(_PROXY_ROW).alias(ROW),
+        pl.col(FILE).alias("_for_file"),
+        pl.col(ROW).alias("_for_row"),
+    )
+    picked = pl.concat([added, via], how="diagonal")
+    joined = raw.join(picked.lazy(), on=[FILE, ROW], how="inner").pipe(coerce)
+    proxies = joined.filter(pl.col("_for_row").is_not_null()).select(
+        pl.col("_for_file").alias(FILE),
+        pl.col("_for_row").alias(ROW),
+        pl.col(s.REMOTE_IP).alias("_pip"),
+        pl.col(s.REMOTE_PORT).alias("_pp"),
+    )
+    return (
+        joined.filter(pl.col("_for_row").is_null())
         .drop(s.REMOTE_URL)
         .rename({f"{s.REMOTE_URL}_right": s.REMOTE_URL})
+        .join(proxies, on=[FILE, ROW], how="left")
         .with_columns(
-            pl.when(proxied).then(pl.col(s.REMOTE_IP)).alias(s.PROXY_IP),
-            pl.when(proxied).then(pl.col(s.REMOTE_PORT)).alias(s.PROXY_PORT),
+            pl.coalesce("_pip", pl.when(proxied).then(pl.col(s.REMOTE_IP))).alias(s.PROXY_IP),
+            pl.coalesce("_pp", pl.when(proxied).then(pl.col(s.REMOTE_PORT))).alias(s.PROXY_PORT),
         )
+        .select(ordered)
+        .with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
     )
-    # A target-IP row that stands for a proxied connection shows the target's socket: its
-    # proxy is the socket of the inspection row that showed it went through the proxy.
-    via = curated.filter(pl.col(_PROXY_ROW).is_not_null()).select(
-        _PROXY_FILE, _PROXY_ROW, pl.col(FILE).alias("_for_file"), pl.col(ROW).alias("_for_row")
-    )
-    if not via.is_empty():
-        wanted = via.select(pl.col(_PROXY_FILE).alias(FILE), pl.col(_PROXY_ROW).alias(ROW))
-        proxies = (
-            raw.join(wanted.lazy(), on=[FILE, ROW], how="semi")
-            .pipe(coerce)
-            .select(
-                pl.col(FILE).alias(_PROXY_FILE),
-                pl.col(ROW).alias(_PROXY_ROW),
-                pl.col(s.REMOTE_IP).alias("_pip"),
-                pl.col(s.REMOTE_PORT).alias("_pp"),
-            )
-            .collect()
-            .join(via, on=[_PROXY_FILE, _PROXY_ROW])
-            .select(pl.col("_for_file").alias(FILE), pl.col("_for_row").alias(ROW), "_pip", "_pp")
-        )
-        rows = rows.join(proxies.lazy(), on=[FILE, ROW], how="left").with_columns(
-            pl.coalesce("_pip", s.PROXY_IP).alias(s.PROXY_IP),
-            pl.coalesce("_pp", s.PROXY_PORT).alias(s.PROXY_PORT),
-        )
-    return rows.select(ordered).with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
 
 
 _HIVE = (s.PARTITION_DATE, s.PARTITION_HOUR)

@@ -90,10 +90,13 @@ def normalise_domain(frame: pl.LazyFrame, source: str, target: str) -> pl.LazyFr
     return frame.with_columns(value.alias(target)).drop("_messy", "_fixed")
 
 
-def _absolute(uri: pl.Expr) -> pl.Expr:
-    """An absolute URI (`scheme://authority/...`), lower-cased; null for a path (`/x`)."""
-    lower = uri.str.strip_chars().str.to_lowercase()
-    return pl.when(lower.str.contains(r"^[a-z][a-z0-9+.\-]*://[^/?#]")).then(lower)
+_METHOD, _AUTHORITY = "_method", "_authority"
+
+
+def _authority(uri: pl.Expr) -> pl.Expr:
+    """The authority (`host[:port]`) of an absolute URI (`http://host:8080/path`); null for a
+    path (`/x`), which a request sends when its Host header names the target."""
+    return uri.str.extract(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*://([^/?#\s]+)", 1)
 
 
 def _unmapped(ip: pl.Expr) -> pl.Expr:
@@ -137,27 +140,31 @@ def proxy_match(ip: pl.Expr, port: pl.Expr, proxies: tuple[ProxyRule, ...]) -> p
 def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
     """Narrow frame with each row's role, destination domain and target port."""
     action = pl.col(s.ACTION_TYPE)
-    method = pl.col(AF_METHOD).str.to_uppercase()
+    # The inspection fields are only filled for their own row types, so what is derived from
+    # them costs nothing on the other rows; each is computed once, as a column.
+    typed = typed.with_columns(
+        pl.col(AF_METHOD).str.to_uppercase().alias(_METHOD),
+        _authority(pl.col(AF_URI)).alias(_AUTHORITY),
+    )
+    method, authority = pl.col(_METHOD), pl.col(_AUTHORITY)
     is_connect = method == "CONNECT"
     # A plain request through the proxy: its absolute URI (http://host/path) or Host header
-    # names the target; normalise_domain drops the scheme, path and port.
+    # names the target; normalise_domain drops the user, path and port.
     is_request = (action == s.HTTP_INSPECTED) & method.is_not_null() & ~is_connect
     http_host = pl.col(AF_HOST)
     http_uri = pl.col(AF_URI)
-    # The inspection fields are only filled for their own row types.
     named = pl.coalesce(
         pl.when(action == s.CONNECTION_SUCCESS).then(pl.col(s.REMOTE_URL)),
         pl.when(is_connect).then(pl.coalesce(http_host, http_uri)),
-        pl.when(is_request).then(pl.coalesce(http_host, _absolute(http_uri))),
+        pl.when(is_request).then(pl.coalesce(http_host, authority)),
         pl.col(AF_SERVER_NAME),
     )
-    port_text = pl.coalesce(
-        http_uri.str.extract(r":([0-9]{1,5})$", 1), http_host.str.extract(r":([0-9]{1,5})$", 1)
-    )
+    port_of = r":([0-9]{1,5})$"
+    port_text = pl.coalesce(http_uri.str.extract(port_of, 1), http_host.str.extract(port_of, 1))
     request_port = pl.coalesce(
-        _absolute(http_uri).str.extract(r"^[a-z][a-z0-9+.\-]*://[^/?#]*:([0-9]{1,5})", 1),
-        http_host.str.extract(r":([0-9]{1,5})$", 1),
-        pl.when(_absolute(http_uri).str.starts_with("https://")).then(pl.lit("443")),
+        authority.str.extract(port_of, 1),
+        http_host.str.extract(port_of, 1),
+        pl.when(http_uri.str.contains(r"(?i)^\s*https://")).then(pl.lit("443")),
         pl.lit("80"),
     )
     target_port = (

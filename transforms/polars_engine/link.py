@@ -156,7 +156,11 @@ def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.
     inspection sensor sees no process); a `np2` row's socket is the real target, so only its
     process and port count."""
     legs = legs.filter(pl.col("leg_pid").fill_null(0) != 0)
-    ev = ev.filter(pl.col(ROLE).is_in([NP, NP2]) & (pl.col("ev_pid").fill_null(0) != 0))
+    # A target-IP row with a port met its leg's socket in the socket tier, if it has one here;
+    # only those without one can be a leg's by process (the many direct rows stay out).
+    role = pl.col(ROLE)
+    kinds = (role == NP) | ((role == NP2) & pl.col("ev_port").is_null())
+    ev = ev.filter(kinds & (pl.col("ev_pid").fill_null(0) != 0))
     pairs = legs.join(
         _spread(ev),
         left_on=[DEV, "leg_pid", "leg_pct", "bucket"],
