@@ -8,9 +8,11 @@ file, and the runner commits exactly the files of the attempts that succeeded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -22,6 +24,8 @@ from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.engine import DayFrames
 from transforms.polars_engine import aggregates
 from transforms.psl import SuffixRules
+
+T = TypeVar("T")
 
 # Every table a run stages and publishes, in commit order.
 STAGED_TABLES = (CURATED_TABLE, REJECTS_TABLE, DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
@@ -48,27 +52,46 @@ class StageTargets:
 
 def sink(frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int) -> Path:
     """Stream `frame` (its `date` column dropped) into one new file of partition D of `table`."""
+    path, plan = _sink_plan(frame, table, targets, part)
+    _written(lambda: plan.collect(), [path])
+    return path
+
+
+def _sink_plan(
+    frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int
+) -> tuple[Path, pl.LazyFrame]:
     path = publish.new_data_path(table, targets.day, targets.run_id, part)
     if s.PARTITION_DATE in frame.collect_schema():
         frame = frame.drop(s.PARTITION_DATE)
+    return path, frame.sink_parquet(path, compression="zstd", lazy=True)
+
+
+def _written(write: Callable[[], T], paths: list[Path]) -> T:
+    """Run `write`; a failed write removes its partial files and names the path."""
     try:
-        frame.sink_parquet(path, compression="zstd")
+        return write()
     except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+        for path in paths:
+            path.unlink(missing_ok=True)
+        where = exc.filename or (paths[0] if len(paths) == 1 else paths[0].parent)
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
 def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[str, list[Path]]:
     """Stage a build's curated and rejected rows, and its `proxy_coverage` (local to a device,
-    so it is exact for any set of whole devices), from the staged curated rows."""
+    so it is exact for any set of whole devices), from the staged curated rows.
+
+    The curated rows, the rejected rows and the evidence summary are collected together: they
+    share one pass over the raw files."""
     tables = targets.tables
-    written = {
-        CURATED_TABLE: [sink(frames.curated, tables[CURATED_TABLE], targets, part)],
-        REJECTS_TABLE: [sink(frames.rejects, tables[REJECTS_TABLE], targets, part)],
-    }
-    curated = pl.scan_parquet(written[CURATED_TABLE])
-    coverage = aggregates.proxy_coverage(curated, frames.evidence, targets.day)
+    curated_path, curated = _sink_plan(frames.curated, tables[CURATED_TABLE], targets, part)
+    rejects_path, rejects = _sink_plan(frames.rejects, tables[REJECTS_TABLE], targets, part)
+    paths = [curated_path, rejects_path]
+    *_, evidence = _written(lambda: pl.collect_all([curated, rejects, frames.evidence]), paths)
+    coverage = aggregates.proxy_coverage(
+        pl.scan_parquet(curated_path), evidence.lazy(), targets.day
+    )
+    written = {CURATED_TABLE: [curated_path], REJECTS_TABLE: [rejects_path]}
     written[PROXY_COVERAGE_TABLE] = [sink(coverage, tables[PROXY_COVERAGE_TABLE], targets, part)]
     return written
 

@@ -54,12 +54,13 @@ class EngineUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class DayFrames:
-    """The rows a build produced, still lazy: the job writes them."""
+    """The rows a build produced, still lazy: the job writes them, collecting the three
+    together so that the raw files are read once (they share one pass)."""
 
     curated: pl.LazyFrame
     rejects: pl.LazyFrame
-    # The day's evidence rows (DeviceId, DeviceName, Timestamp) that are not rejected or
-    # duplicates, folded or not: what `proxy_coverage` counts as a device's evidence.
+    # Per device, the day's evidence rows that are not rejected or duplicates, folded or not:
+    # how many (what `proxy_coverage` counts as its evidence) and its last name on them.
     evidence: pl.LazyFrame
 
 

@@ -146,43 +146,69 @@ def domain_daily(curated: pl.LazyFrame, rules: SuffixRules, day: date) -> pl.Laz
     return domain_daily_of(domain_partials(curated), rules, day)
 
 
-def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> pl.LazyFrame:
-    """One row per device seen on the day: its proxy legs by outcome, its evidence and status."""
-    rows = pl.concat(
-        [
-            curated.select(
-                s.DEVICE_ID, s.DEVICE_NAME, s.TIMESTAMP, s.LINK_METHOD, pl.lit(False).alias("_ev")
-            ),
-            evidence.select(
-                s.DEVICE_ID,
-                s.DEVICE_NAME,
-                s.TIMESTAMP,
-                pl.lit(None, pl.String).alias(s.LINK_METHOD),
-                pl.lit(True).alias("_ev"),
-            ),
-        ],
-        how="vertical_relaxed",
+NAMED_AT = "_named_at"  # when a device last had a name, in a per-device summary
+
+
+def device_names(rows: pl.LazyFrame, count: str) -> pl.LazyFrame:
+    """Per device of `rows` (DeviceId, DeviceName, Timestamp): how many rows (`count`), and the
+    name it had last (ties by the name itself) with when (`NAMED_AT`). Summaries of any split
+    of the rows merge into the summary of all (`proxy_coverage` does)."""
+    named = pl.col(s.DEVICE_NAME).is_not_null()
+    return rows.group_by(s.DEVICE_ID).agg(
+        pl.len().cast(pl.Int64).alias(count),
+        pl.col(s.TIMESTAMP).filter(named).max().alias(NAMED_AT),
+        pl.col(s.DEVICE_NAME).sort_by([s.TIMESTAMP, s.DEVICE_NAME]).drop_nulls().last(),
     )
+
+
+def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    """One row per device seen on the day: its proxy legs by outcome, its evidence and status.
+
+    `evidence` is the per-device summary of the day's evidence rows (`device_names`, counting
+    `EvidenceEvents`): a device's name is the last one it had on any of its rows."""
     method = pl.col(s.LINK_METHOD)
 
     def count(cond: pl.Expr) -> pl.Expr:
         return cond.fill_null(False).sum().cast(pl.Int64)
 
-    counts = rows.group_by(s.DEVICE_ID).agg(
-        count(~pl.col("_ev")).alias(a.CONNECTIONS),
+    counts = curated.group_by(s.DEVICE_ID).agg(
+        pl.len().cast(pl.Int64).alias(a.CONNECTIONS),
         count(method == s.METHOD_SOCKET).alias(a.LINKED_SOCKET),
         count(method == s.METHOD_PROCESS).alias(a.LINKED_PROCESS),
         count(method == s.METHOD_UNLINKED).alias(a.UNLINKED),
         count(method == s.METHOD_EVIDENCE_ONLY).alias(a.EVIDENCE_ONLY),
         count(method == s.METHOD_DIRECT).alias(a.DIRECT_CONNECTIONS),
-        count(pl.col("_ev")).alias(a.EVIDENCE_EVENTS),
-        # The name the device had last that day (renames happen); ties by the name itself.
-        pl.col(s.DEVICE_NAME).sort_by([s.TIMESTAMP, s.DEVICE_NAME]).drop_nulls().last(),
+    )
+    names = device_names(curated.select(s.DEVICE_ID, s.DEVICE_NAME, s.TIMESTAMP), "_rows")
+    both = pl.concat([names.drop("_rows"), evidence.drop(a.EVIDENCE_EVENTS)])
+    last_name = both.group_by(s.DEVICE_ID).agg(
+        pl.col(s.DEVICE_NAME).sort_by([NAMED_AT, s.DEVICE_NAME]).drop_nulls().last()
+    )
+    per_device = (
+        counts.join(
+            evidence.select(s.DEVICE_ID, a.EVIDENCE_EVENTS),
+            on=s.DEVICE_ID,
+            how="full",
+            coalesce=True,
+        )
+        .join(last_name, on=s.DEVICE_ID, how="left")
+        .with_columns(
+            pl.col(c).fill_null(0)
+            for c in (
+                a.CONNECTIONS,
+                a.LINKED_SOCKET,
+                a.LINKED_PROCESS,
+                a.UNLINKED,
+                a.EVIDENCE_ONLY,
+                a.DIRECT_CONNECTIONS,
+                a.EVIDENCE_EVENTS,
+            )
+        )
     )
     legs = pl.col(a.LINKED_SOCKET) + pl.col(a.LINKED_PROCESS) + pl.col(a.UNLINKED)
     linked = pl.col(a.LINKED_SOCKET) + pl.col(a.LINKED_PROCESS)
     return (
-        counts.with_columns(legs.alias(a.PROXY_LEGS))
+        per_device.with_columns(legs.alias(a.PROXY_LEGS))
         .with_columns(
             pl.lit(day).alias(s.PARTITION_DATE),
             pl.when(pl.col(a.PROXY_LEGS) > 0)

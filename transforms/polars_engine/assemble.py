@@ -9,8 +9,10 @@ from __future__ import annotations
 import polars as pl
 
 from transforms import schema as s
+from transforms.aggregates import EVIDENCE_EVENTS
 from transforms.engine import INPUT_COUNTS
 from transforms.params import DayWindow
+from transforms.polars_engine import aggregates
 from transforms.polars_engine.classify import (
     DEV,
     DIRECT,
@@ -20,15 +22,16 @@ from transforms.polars_engine.classify import (
     LEG,
     NP,
     NP2,
+    OUTSIDE_HOUR,
+    PART_DAY,
     ROLE,
     TARGET_PORT,
+    UNKNOWN_ACTION,
 )
 from transforms.polars_engine.link import EV_ID, ID, LEG_ID, REQ_HOSTS, LinkResult
 from transforms.polars_engine.normalise import (
     FILE,
     HOME_DAY,
-    PART_END,
-    PART_START,
     REASON,
     REJECT,
     ROW,
@@ -54,6 +57,7 @@ _KEY = [DEV, s.TIMESTAMP, s.REPORT_ID]  # the event key, with the device as its 
 _RIP_TEXT = "_rip_text"
 _FILLED = "_filled"
 _PROXY_FILE, _PROXY_ROW = "_proxy_file", "_proxy_row"
+_EV, _PX = "_ev", "_px"  # picked rows: evidence for coverage, proxy of a target-IP row
 _TIE = [ROLE, _RIP_TEXT, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN]
 
 
@@ -228,36 +232,62 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
     )
 
 
-def curated_rows(raw: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
+def picked_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
+    """The raw rows that leave the job, in one pass over the files: curated, rejected and
+    evidence rows (`_ev`), and the inspection rows that give a proxied target-IP row its proxy
+    (`_px`), each with its decision. `curated_rows`, `rejected_rows` and `evidence_summary` are
+    this one frame filtered: collected together, the files are read once."""
+    role, fate = pl.col(ROLE), pl.col(FATE)
+    evidence = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
+    evidence |= (role == NP2) & (fate == FOLDED)
+    sources = (
+        decisions.filter(pl.col(_PROXY_ROW).is_not_null())
+        .select(pl.col(_PROXY_FILE).alias(FILE), pl.col(_PROXY_ROW).alias(ROW))
+        .unique()
+        .with_columns(pl.lit(True).alias(_PX))
+    )
+    tags = (
+        decisions.with_columns(evidence.alias(_EV))
+        .filter(fate.is_in([CURATED, REJECTED]) | pl.col(_EV))
+        .drop(ROLE, DEV, ID)
+        .join(sources, on=[FILE, ROW], how="left")
+        .with_columns(pl.col(_PX).fill_null(False))
+    )
+    return raw.join(tags.lazy(), on=[FILE, ROW], how="inner")
+
+
+def curated_rows(picked: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
     """The full source rows of day D's connections, with the link columns added.
 
     The rows are picked before they are coerced, so only the output rows pay for it. A
     target-IP row that stands for a proxied connection shows the target's socket; its proxy is
-    the socket of the inspection row that showed it went through the proxy, picked from the raw
-    rows in the same pass.
+    the socket of the inspection row that showed it went through the proxy.
     """
-    source = [c for c in raw.collect_schema() if not c.startswith("_") and c not in _HIVE]
-    computed = [c for c in s.ADDED_COLUMNS if c not in (s.PROXY_IP, s.PROXY_PORT)]
-    curated = decisions.filter(pl.col(FATE) == CURATED)
-    added = curated.select(FILE, ROW, s.REMOTE_URL, *computed)
+    source = [c for c in picked.collect_schema() if not c.startswith("_") and c not in _HIVE]
+    source = [c for c in source if c not in s.ADDED_COLUMNS and not c.endswith("_right")]
     proxied = pl.col(s.IS_PROXIED)
     ordered = [*source, *s.ADDED_COLUMNS]
-    via = curated.filter(pl.col(_PROXY_ROW).is_not_null()).select(
-        pl.col(_PROXY_FILE).alias(FILE),
-        pl.col(_PROXY_ROW).alias(ROW),
-        pl.col(FILE).alias("_for_file"),
-        pl.col(ROW).alias("_for_row"),
+    via = decisions.filter(pl.col(_PROXY_ROW).is_not_null()).select(
+        pl.col(_PROXY_FILE).alias("_src_file"),
+        pl.col(_PROXY_ROW).alias("_src_row"),
+        FILE,
+        ROW,
     )
-    picked = pl.concat([added, via], how="diagonal")
-    joined = raw.join(picked.lazy(), on=[FILE, ROW], how="inner").pipe(coerce)
-    proxies = joined.filter(pl.col("_for_row").is_not_null()).select(
-        pl.col("_for_file").alias(FILE),
-        pl.col("_for_row").alias(ROW),
-        pl.col(s.REMOTE_IP).alias("_pip"),
-        pl.col(s.REMOTE_PORT).alias("_pp"),
+    proxies = (
+        picked.filter(pl.col(_PX))
+        .pipe(coerce)
+        .select(
+            pl.col(FILE).alias("_src_file"),
+            pl.col(ROW).alias("_src_row"),
+            pl.col(s.REMOTE_IP).alias("_pip"),
+            pl.col(s.REMOTE_PORT).alias("_pp"),
+        )
+        .join(via.lazy(), on=["_src_file", "_src_row"])
+        .select(FILE, ROW, "_pip", "_pp")
     )
     return (
-        joined.filter(pl.col("_for_row").is_null())
+        picked.filter(pl.col(FATE) == CURATED)
+        .pipe(coerce)
         .drop(s.REMOTE_URL)
         .rename({f"{s.REMOTE_URL}_right": s.REMOTE_URL})
         .join(proxies, on=[FILE, ROW], how="left")
@@ -283,20 +313,21 @@ REJECT_COLUMNS = (
 )
 
 
-def rejected_rows(
-    raw: pl.LazyFrame, decisions: pl.DataFrame, files: list[str], window: DayWindow
-) -> pl.LazyFrame:
+def rejected_rows(picked: pl.LazyFrame, files: list[str], window: DayWindow) -> pl.LazyFrame:
     """The rejected rows of day D as they were read, each with its reason and file."""
-    bad = decisions.filter(pl.col(FATE) == REJECTED).select(FILE, ROW, REJECT)
-    schema = raw.collect_schema()
-    content = [c for c in schema if not c.startswith("_")]
+    schema = picked.collect_schema()
+    content = [
+        c
+        for c in schema
+        if not c.startswith("_") and c not in s.ADDED_COLUMNS and not c.endswith("_right")
+    ]
     text = {
         c: pl.coalesce(pl.col(raw_name(c)), pl.col(c).cast(pl.String))
         if raw_name(c) in schema
         else pl.col(c).cast(pl.String)
         for c in content
     }
-    return raw.join(bad.lazy(), on=[FILE, ROW], how="inner").select(
+    return picked.filter(pl.col(FATE) == REJECTED).select(
         pl.lit(window.day).alias(s.PARTITION_DATE),
         pl.col(REJECT).cast(pl.String).alias(s.REJECT_REASON),
         pl.col(FILE)
@@ -309,24 +340,17 @@ def rejected_rows(
     )
 
 
-def evidence_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
-    """Day D's valid evidence rows, folded or not, with the device columns coverage needs.
+def evidence_summary(picked: pl.LazyFrame) -> pl.LazyFrame:
+    """Per device, day D's valid evidence rows, folded or not: how many, and the last name the
+    device had on them (`aggregates.EVIDENCE_SUMMARY`), what `proxy_coverage` needs of them.
 
     A network-protection row that shows the real target and was not folded (`np2` kept as a
     direct connection) is not evidence of a proxied socket.
     """
-    role, fate = pl.col(ROLE), pl.col(FATE)
-    evidence = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
-    evidence |= (role == NP2) & (fate == FOLDED)
-    rows = decisions.filter(evidence).select(FILE, ROW)
-    return raw.join(rows.lazy(), on=[FILE, ROW], how="inner").select(
-        s.DEVICE_ID,
-        pl.when(pl.col(s.DEVICE_NAME).str.contains(r"^\s*$"))
-        .then(None)
-        .otherwise(pl.col(s.DEVICE_NAME))
-        .alias(s.DEVICE_NAME),
-        s.TIMESTAMP,
-    )
+    name = pl.col(s.DEVICE_NAME)
+    name = pl.when(name.str.contains(r"^\s*$")).then(None).otherwise(name).alias(s.DEVICE_NAME)
+    rows = picked.filter(pl.col(_EV)).select(s.DEVICE_ID, name, s.TIMESTAMP)
+    return aggregates.device_names(rows, EVIDENCE_EVENTS)
 
 
 def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
@@ -377,45 +401,29 @@ def link_counts(decisions: pl.DataFrame) -> dict[str, int]:
     }
 
 
-def input_counts(events: pl.DataFrame, raw: pl.LazyFrame, window: DayWindow) -> pl.DataFrame:
+def input_counts(events: pl.DataFrame, window: DayWindow) -> pl.DataFrame:
     """One row per input file of day D's own partitions: its rows and how many broke each rule
-    (`transforms.engine.INPUT_COUNTS`); the rates are derived once the counts are summed."""
-    own = raw.filter(pl.col(PART_START).dt.date() == window.day)
-    actions = (
-        own.group_by(FILE, s.ACTION_TYPE)
-        .len()
-        .collect()
-        .filter(~pl.col(s.ACTION_TYPE).is_in(s.KNOWN_ACTION_TYPES).fill_null(True))
-        .group_by(FILE)
-        .agg(pl.col(s.ACTION_TYPE).fill_null("(null)").sort().alias("unknown"))
-    )
+    (`transforms.engine.INPUT_COUNTS`), from the narrow rows; the rates are derived once the
+    counts are summed."""
     reasons = pl.col(REJECT).cast(pl.String)
     bad_value = reasons.str.starts_with("bad_") & ~reasons.is_in(
         ["bad_LocalPort", "bad_RemotePort"]
     )
-    ts = pl.col(s.TIMESTAMP)
-    outside_hour = (ts < pl.col(PART_START)) | (ts >= pl.col(PART_END))
-    per_file = (
-        own.group_by(FILE)
-        .agg(pl.len().alias("rows"), outside_hour.sum().alias("outside_hour"))
-        .collect()
-        .join(
-            events.group_by(FILE).agg(
-                reasons.is_in(["null_DeviceId", "null_Timestamp", "null_ReportId"])
-                .sum()
-                .alias("null_key"),
-                bad_value.sum().alias("bad_value"),
-                reasons.is_in(["bad_LocalPort", "bad_RemotePort"]).sum().alias("bad_port"),
-                (reasons == "Timestamp_outside_partition").sum().alias("outside_partition"),
-            ),
-            on=FILE,
-            how="left",
-        )
-        .join(actions, on=FILE, how="left")
-    )
     counts = [c for c in INPUT_COUNTS if c not in (FILE, "unknown")]
-    return per_file.select(
-        FILE,
-        *[pl.col(c).fill_null(0) for c in counts],
-        pl.col("unknown").fill_null(pl.lit([], pl.List(pl.String))),
-    ).cast(INPUT_COUNTS)
+    return (
+        events.filter(pl.col(PART_DAY) == window.day)
+        .group_by(FILE)
+        .agg(
+            pl.len().alias("rows"),
+            pl.col(OUTSIDE_HOUR).sum().alias("outside_hour"),
+            reasons.is_in(["null_DeviceId", "null_Timestamp", "null_ReportId"])
+            .sum()
+            .alias("null_key"),
+            bad_value.sum().alias("bad_value"),
+            reasons.is_in(["bad_LocalPort", "bad_RemotePort"]).sum().alias("bad_port"),
+            (reasons == "Timestamp_outside_partition").sum().alias("outside_partition"),
+            pl.col(UNKNOWN_ACTION).drop_nulls().unique().sort().alias("unknown"),
+        )
+        .select(FILE, *[pl.col(c).fill_null(0) for c in counts], "unknown")
+        .cast(INPUT_COUNTS)
+    )

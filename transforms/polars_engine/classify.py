@@ -17,11 +17,19 @@ from transforms.polars_engine.normalise import (
     AF_URI,
     FILE,
     HOME_DAY,
+    PART_END,
+    PART_START,
     REJECT,
     ROW,
 )
 
 ROLE = "_role"
+# What the input profile counts of each row, carried in the narrow frame so that no second
+# pass over the raw files is needed: its partition's day, whether it strays from its
+# partition's hour, and its ActionType when Defender does not document it (else null).
+PART_DAY = "_part_day"
+OUTSIDE_HOUR = "_outside_hour"
+UNKNOWN_ACTION = "_unknown_action"
 DEV = "_dev"  # integer code of DeviceId, for cheap joins
 RIP = "_rip"  # integer code of RemoteIP, IPv4-mapped spellings as their IPv4 address
 DOMAIN_CODE = "_dom"  # integer code of the domain
@@ -67,6 +75,9 @@ NARROW_COLUMNS = (
     DOMAIN,
     DOMAIN_CODE,
     TARGET_PORT,
+    PART_DAY,
+    OUTSIDE_HOUR,
+    UNKNOWN_ACTION,
 )
 
 
@@ -209,4 +220,12 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         _unmapped(pl.col(s.REMOTE_IP)).cast(pl.Categorical).to_physical().alias(RIP),
         pl.col(DOMAIN).cast(pl.Categorical).to_physical().alias(DOMAIN_CODE),
     ]
-    return frame.with_columns(role.alias(ROLE), *codes).select(NARROW_COLUMNS)
+    ts = pl.col(s.TIMESTAMP)
+    profile = [
+        pl.col(PART_START).dt.date().alias(PART_DAY),
+        ((ts < pl.col(PART_START)) | (ts >= pl.col(PART_END))).alias(OUTSIDE_HOUR),
+        pl.when(~action.is_in(s.KNOWN_ACTION_TYPES).fill_null(True))
+        .then(action.fill_null("(null)"))
+        .alias(UNKNOWN_ACTION),
+    ]
+    return frame.with_columns(role.alias(ROLE), *codes, *profile).select(NARROW_COLUMNS)

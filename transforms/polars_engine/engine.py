@@ -16,9 +16,10 @@ def build_day(
 ) -> tuple[DayFrames, DaySummary]:
     """Build day D from the raw rows of its context window; `files[i]` names file index i.
 
-    Reads each row's content twice: once narrow to link, once wide to assemble day D. Linking
-    needs a dozen columns of every row in the context window; the wide pass needs only day D's
-    output rows. Keeping the wide columns out of the link step keeps memory flat.
+    Reads each row's content twice: once narrow to link, once wide for the rows that leave the
+    job (curated, rejected, evidence). Linking needs a dozen columns of every row in the context
+    window; the wide pass needs only day D's output rows, and streams. Keeping the wide columns
+    out of the link step keeps memory flat.
 
     `raw` may hold any set of whole devices (every row of each device it has): linking,
     dedupe and every count are local to a device, so the summaries of device-disjoint parts
@@ -26,20 +27,22 @@ def build_day(
     """
     typed = normalise.normalise(raw, params)
     # One chunk: every later eager step would otherwise copy the frame to align chunks.
-    narrow = classify.classify(typed, params).collect().rechunk()
-    events = assemble.dedupe(narrow, raw)
+    events = assemble.dedupe(classify.classify(typed, params).collect().rechunk(), raw)
     valid = events.lazy().filter(pl.col(assemble.FATE) == assemble.OK)
     result = link.link(valid, window, params)
     decisions = assemble.decide(events, result, window)
+    # The rows that leave the job, read in one pass over the files when the frames are
+    # collected together (jobs.stage does).
+    picked = assemble.picked_rows(raw, decisions)
     frames = DayFrames(
-        curated=assemble.curated_rows(raw, decisions, window),
-        rejects=assemble.rejected_rows(raw, decisions, list(files), window),
-        evidence=assemble.evidence_rows(raw, decisions),
+        curated=assemble.curated_rows(picked, decisions, window),
+        rejects=assemble.rejected_rows(picked, list(files), window),
+        evidence=assemble.evidence_summary(picked),
     )
     summary = DaySummary(
         fates=assemble.fate_counts(decisions),
         reject_reasons=assemble.reject_reasons(decisions),
         link_counts=assemble.link_counts(decisions),
-        input_counts=assemble.input_counts(events, raw, window),
+        input_counts=assemble.input_counts(events, window),
     )
     return frames, summary
