@@ -49,8 +49,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# make bench SCALES=1,3 also benches a lake of three times the events, in the same invocation.
+SCALES ?= 1
 bench: $(STAMP)
-	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/run_bench.py --scales $(SCALES)
 
 clean:
 	rm -rf demo bench/.data .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,9 @@ peak summed RSS of the child's process tree, sampled every 0.2 s, because the Sp
 JVM is a grandchild whose memory ru_maxrss does not see. The contenders alternate within each
 repeat so that a warm page cache or a busy neighbour favours none.
 
+`--scales 1,3` benches a lake of 1x and one of 3x the devices in one invocation (Spark at the
+first size only) and prints how each contender's wall time and peak memory grew.
+
 The Spark engine (`proxylink run --engine spark`, local[*]) runs in the first repeat only by
 default (`--spark-repeats`), paired with that repeat's polars run; `--spark-repeats 0` leaves it
 out. `--cluster-workers N` also runs `deploy/spark/spark-submit.sh` once against a standalone
@@ -15,7 +18,7 @@ memory count too.
 
     .venv/bin/python bench/run_bench.py [--devices 4000] [--connections-per-device N]
                                         [--repeats 3] [--spark-repeats 1] [--cluster-workers 2]
-                                        [--keep]
+                                        [--scales 1,3] [--keep]
 
 Results go to stdout and to bench/.data/last-bench.json.
 """
@@ -74,6 +77,7 @@ class Run:
     rows: int = 0
     methods: dict[str, int] = field(default_factory=dict)
     durations_s: dict[str, float] = field(default_factory=dict)
+    step_details_s: dict[str, float] = field(default_factory=dict)  # "step.inner" -> s
     details: dict[str, Any] = field(default_factory=dict)  # the manifest's engine_details
 
 
@@ -217,6 +221,7 @@ def _with_manifest(run: Run, workdir: Path, curated: Path) -> Run:
     run.rows = counts["curated"]
     run.methods = {m: counts.get(f"method_{m}", 0) for m in METHODS}
     run.durations_s = manifest["durations_s"]
+    run.step_details_s = manifest.get("step_details_s", {})
     run.details = manifest.get("engine_details", {})
     return run
 
@@ -377,7 +382,10 @@ def print_report(runs: list[Run], summary: dict[str, dict[str, Any]], lake_event
         mid = median_run([r for r in runs if r.contender == name])
         print(f"\n{name} steps (median run, repeat {mid.repeat}, wall {mid.wall_s:.2f}s):")
         for step, secs in mid.durations_s.items():
-            print(f"  {step:<10}{secs:>8.2f}s")
+            print(f"  {step:<10}{secs:>8.2f}s  {secs / mid.wall_s:>4.0%}")
+            for key, inner in mid.step_details_s.items():
+                if key.startswith(f"{step}."):
+                    print(f"    {key.split('.', 1)[1]:<10}{inner:>8.2f}s")
         rest = mid.wall_s - sum(mid.durations_s.values())
         print(f"  {'(outside)':<10}{rest:>8.2f}s  start-up, config, manifest, exit")
         tasks = mid.details.get("task_seconds")
@@ -422,33 +430,20 @@ def _cluster_run(lake: Path, runs_dir: Path, workers: int, keep: bool) -> Run:
     return run
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=4000)
-    parser.add_argument("--connections-per-device", type=int, default=DEFAULT_CPD)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--spark-repeats",
-        type=int,
-        default=1,
-        help="how many of the first repeats also run the Spark engine (0: none)",
-    )
-    parser.add_argument(
-        "--cluster-workers",
-        type=int,
-        default=0,
-        help="also run deploy/spark/spark-submit.sh once on a standalone cluster of this many "
-        "one-core workers on 127.0.0.1 (0: no)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep every run's output")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    if not 0 <= args.spark_repeats <= args.repeats:
-        parser.error("--spark-repeats must be between 0 and --repeats")
+def _scales(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    try:
+        scales = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--scales must be whole numbers separated by commas, got {text!r}")
+    if not scales or any(x < 1 for x in scales) or len(set(scales)) != len(scales):
+        parser.error(f"--scales needs distinct sizes >= 1, got {text!r}")
+    return sorted(scales)
 
-    lake = ensure_lake(args.devices, args.connections_per_device, args.seed)
+
+def bench_lake(
+    lake: Path, *, repeats: int, spark_repeats: int, cluster_workers: int, keep: bool
+) -> dict[str, Any] | None:
+    """Alternating runs of every contender on one lake; its summary, or None if one failed."""
     events = lake / "DeviceNetworkEvents"
     params = LinkParams(proxies=tuple(parse_proxy(p) for p in PROXIES))
     planned = plan_files(events, DayWindow.for_day(DAY, params), params)
@@ -468,39 +463,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     runs: list[Run] = []
     try:
-        for repeat in range(1, args.repeats + 1):
+        for repeat in range(1, repeats + 1):
             for name in contenders:
-                if name == "spark" and repeat > args.spark_repeats:
+                if name == "spark" and repeat > spark_repeats:
                     continue
                 workdir = runs_dir / f"{name}-{repeat}"
                 workdir.mkdir(parents=True)
-                print(f"run {repeat}/{args.repeats} {name:<10}", end="", flush=True)
+                print(f"run {repeat}/{repeats} {name:<10}", end="", flush=True)
                 run = contenders[name](lake, workdir, repeat)
                 runs.append(run)
                 print(f"{run.wall_s:8.2f}s {run.peak_rss_mb:8.0f} MB  {run.rows:,} rows")
-                if not args.keep:
+                if not keep:
                     shutil.rmtree(workdir)
-        if args.cluster_workers:
-            runs.append(_cluster_run(lake, runs_dir, args.cluster_workers, args.keep))
+        if cluster_workers:
+            runs.append(_cluster_run(lake, runs_dir, cluster_workers, keep))
     except ContenderFailed as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
+        return None
 
     summary = summarise(runs)
     print_report(runs, summary, planned_rows)
-    result: dict[str, Any] = {
+    return {
         "day": DAY.isoformat(),
         "lake": str(lake),
-        "devices": args.devices,
-        "connections_per_device": args.connections_per_device,
-        "seed": args.seed,
         "day_events": day_rows,
         "planned_files": len(planned),
         "planned_rows": planned_rows,
         "proxies": list(PROXIES),
-        "repeats": args.repeats,
-        "cpus": os.cpu_count(),
-        "versions": versions(),
+        "repeats": repeats,
         "summary": summary,
         "median_durations_s": {
             name: median_run([r for r in runs if r.contender == name]).durations_s
@@ -509,8 +499,112 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "runs": [asdict(r) for r in runs],
     }
+
+
+def _growth(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each larger size against the smallest: how events, wall time and peak memory grew."""
+    if len(results) < 2:
+        return []
+    base = results[0]
+    rows = []
+    for other in results[1:]:
+        row: dict[str, Any] = {
+            "scale": f"{other['scale']}x / {base['scale']}x",
+            "events": round(other["planned_rows"] / base["planned_rows"], 3),
+        }
+        for name in ("proxylink", "duckdb"):
+            a, b = base["summary"][name], other["summary"][name]
+            row[name] = {
+                "wall": round(b["median_wall_s"] / a["median_wall_s"], 3),
+                "peak_rss": round(b["median_peak_rss_mb"] / a["median_peak_rss_mb"], 3),
+            }
+        row["proxylink_over_duckdb_wall"] = other["summary"]["ratio_proxylink_over_duckdb"]["wall"]
+        rows.append(row)
+    return rows
+
+
+def print_growth(growth: list[dict[str, Any]]) -> None:
+    print("\ngrowth with size (medians):")
+    for row in growth:
+        for name in ("proxylink", "duckdb"):
+            g = row[name]
+            print(
+                f"  {row['scale']} ({row['events']:.2f}x the events) {name:<10}"
+                f" wall {g['wall']:.2f}x, peak memory {g['peak_rss']:.2f}x"
+            )
+        print(f"  {row['scale']} proxylink / duckdb wall at that size: "
+              f"{row['proxylink_over_duckdb_wall']:.2f}")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=4000)
+    parser.add_argument("--connections-per-device", type=int, default=DEFAULT_CPD)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--spark-repeats",
+        type=int,
+        default=1,
+        help="how many of the first repeats also run the Spark engine (0: none)",
+    )
+    parser.add_argument(
+        "--cluster-workers",
+        type=int,
+        default=0,
+        help="also run deploy/spark/spark-submit.sh once on a standalone cluster of this many "
+        "one-core workers on 127.0.0.1 (0: no)",
+    )
+    parser.add_argument(
+        "--scales",
+        default="1",
+        help="comma-separated sizes, as multiples of --devices (e.g. 1,3): each gets its own "
+        "lake and its own alternating runs, and the report shows how wall time and memory grow",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep every run's output")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if not 0 <= args.spark_repeats <= args.repeats:
+        parser.error("--spark-repeats must be between 0 and --repeats")
+
+    scales = _scales(parser, args.scales)
+    results: list[dict[str, Any]] = []
+    for scale in scales:
+        devices = args.devices * scale
+        if len(scales) > 1:
+            print(f"\n=== scale {scale}x: {devices:,} devices ===")
+        lake = ensure_lake(devices, args.connections_per_device, args.seed)
+        # Spark and the cluster run at the first size only: their ratio to polars is the
+        # question there, and growth with size is polars' own.
+        first = scale == scales[0]
+        result = bench_lake(
+            lake,
+            repeats=args.repeats,
+            spark_repeats=args.spark_repeats if first else 0,
+            cluster_workers=args.cluster_workers if first else 0,
+            keep=args.keep,
+        )
+        if result is None:
+            return 1
+        result.update(
+            scale=scale,
+            devices=devices,
+            connections_per_device=args.connections_per_device,
+            seed=args.seed,
+        )
+        results.append(result)
+    growth = _growth(results)
+    if growth:
+        print_growth(growth)
+    out_doc: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "versions": versions(),
+        "scales": results,
+        "growth": growth,
+    }
     out = DATA / "last-bench.json"
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(out_doc, indent=2) + "\n", encoding="utf-8")
     print(f"\nresults: {out}")
     return 0
 

@@ -127,7 +127,8 @@ class PolarsRunner:
             scan = lake.scan_lake(files, on_corrupt)
             with timer.step("link"):
                 frames, summary = lake.guarded(
-                    scan.files, lambda: build_day(scan.frame, window, params, scan.names)
+                    scan.files,
+                    lambda: build_day(scan.frame, window, params, scan.names, timer.detail),
                 )
             with timer.step("write"):
                 staged = lake.guarded(scan.files, lambda: stage.stage_rows(frames, targets))

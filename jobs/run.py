@@ -215,6 +215,7 @@ def _run_locked(
             for name, v in versions_published.items()
         },
         "durations_s": timer.durations,
+        "step_details_s": timer.details,
         "versions": versions(),
         "public_suffix_list": describe_suffixes(),
     }

@@ -73,7 +73,7 @@ def _written(write: Callable[[], T], paths: list[Path]) -> T:
     except OSError as exc:
         for path in paths:
             path.unlink(missing_ok=True)
-        where = exc.filename or (paths[0] if len(paths) == 1 else paths[0].parent)
+        where = exc.filename or (paths[0] if paths else "the staged files")
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
@@ -81,17 +81,19 @@ def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[
     """Stage a build's curated and rejected rows, and its `proxy_coverage` (local to a device,
     so it is exact for any set of whole devices), from the staged curated rows.
 
-    The curated rows, the rejected rows and the evidence summary are collected together: they
-    share one pass over the raw files."""
+    Each frame streams on its own. Collected together they would share one read of the raw
+    files, but polars then holds that shared read whole in memory: measured on the bench day,
+    2 GB more at the peak and 1.3 s slower than three streaming passes, each reading only
+    the columns and row groups it needs."""
     tables = targets.tables
-    curated_path, curated = _sink_plan(frames.curated, tables[CURATED_TABLE], targets, part)
-    rejects_path, rejects = _sink_plan(frames.rejects, tables[REJECTS_TABLE], targets, part)
-    paths = [curated_path, rejects_path]
-    *_, evidence = _written(lambda: pl.collect_all([curated, rejects, frames.evidence]), paths)
+    written = {
+        CURATED_TABLE: [sink(frames.curated, tables[CURATED_TABLE], targets, part)],
+        REJECTS_TABLE: [sink(frames.rejects, tables[REJECTS_TABLE], targets, part)],
+    }
+    evidence = frames.evidence.collect()
     coverage = aggregates.proxy_coverage(
-        pl.scan_parquet(curated_path), evidence.lazy(), targets.day
+        pl.scan_parquet(written[CURATED_TABLE]), evidence.lazy(), targets.day
     )
-    written = {CURATED_TABLE: [curated_path], REJECTS_TABLE: [rejects_path]}
     written[PROXY_COVERAGE_TABLE] = [sink(coverage, tables[PROXY_COVERAGE_TABLE], targets, part)]
     return written
 

@@ -13,13 +13,24 @@ runner built it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 ENGINES = ("polars", "spark")
+
+# A build names its inner steps through this hook, so that the job that owns the clock can time
+# them (`jobs.timing.Timer.detail`); the transforms themselves never read a clock.
+Steps = Callable[[str], AbstractContextManager[object]]
+
+
+def no_steps(name: str) -> AbstractContextManager[object]:
+    """The default `Steps`: nothing is timed."""
+    return nullcontext()
+
 
 # One row per input file index of day D's own partitions; every column but `unknown` adds up.
 FILE_INDEX = "_file"
@@ -54,8 +65,7 @@ class EngineUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class DayFrames:
-    """The rows a build produced, still lazy: the job writes them, collecting the three
-    together so that the raw files are read once (they share one pass)."""
+    """The rows a build produced, still lazy: the job streams each into its files."""
 
     curated: pl.LazyFrame
     rejects: pl.LazyFrame

@@ -233,10 +233,10 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
 
 
 def picked_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
-    """The raw rows that leave the job, in one pass over the files: curated, rejected and
-    evidence rows (`_ev`), and the inspection rows that give a proxied target-IP row its proxy
-    (`_px`), each with its decision. `curated_rows`, `rejected_rows` and `evidence_summary` are
-    this one frame filtered: collected together, the files are read once."""
+    """The raw rows that leave the job: curated, rejected and evidence rows (`_ev`), and the
+    inspection rows that give a proxied target-IP row its proxy (`_px`), each with its
+    decision. `curated_rows`, `rejected_rows` and `evidence_summary` are this one frame
+    filtered; each streams on its own, reading only the columns it needs."""
     role, fate = pl.col(ROLE), pl.col(FATE)
     evidence = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
     evidence |= (role == NP2) & (fate == FOLDED)
@@ -354,50 +354,70 @@ def evidence_summary(picked: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
-    """Counts per fate, curated rows per link method and rejects per reason."""
+    """Counts per fate, curated rows per link method and rejects per reason.
+
+    Lazy, so that each count reads only the columns it needs of the day's decisions: an eager
+    filter would copy every column of millions of rows."""
+    d = decisions.lazy()
+    curated = d.filter(pl.col(FATE) == CURATED)
+    method = pl.col(s.LINK_METHOD)
+    by_fate, by_method, flags = pl.collect_all(
+        [
+            d.group_by(pl.col(FATE).cast(pl.String)).len(),
+            curated.group_by(method.cast(pl.String)).len(),
+            d.select(
+                pl.len().alias("rows_in_day"),
+                ((pl.col(FATE) == CURATED) & (pl.col(ROLE) == LEG)).sum().alias("legs"),
+                ((pl.col(FATE) == CURATED) & (method == s.METHOD_UNLINKED) & pl.col("_ambiguous"))
+                .sum()
+                .alias("unlinked_ambiguous"),
+                # Folded evidence that two or more legs could have explained: it explains none.
+                ((pl.col(FATE) == FOLDED) & pl.col("_ambiguous")).sum().alias("evidence_ambiguous"),
+            ),
+        ]
+    )
     counts: dict[str, int] = {f: 0 for f in FATES}
-    for fate, n in decisions.group_by(pl.col(FATE).cast(pl.String)).len().iter_rows():
-        counts[fate] = n
-    counts["rows_in_day"] = decisions.height
-    curated = decisions.filter(pl.col(FATE) == CURATED)
-    for method in s.LINK_METHODS:
-        counts[f"method_{method}"] = 0
-    for method, n in curated.group_by(pl.col(s.LINK_METHOD).cast(pl.String)).len().iter_rows():
-        counts[f"method_{method}"] = n
-    counts["legs"] = curated.filter(pl.col(ROLE) == LEG).height
-    counts["unlinked_ambiguous"] = curated.filter(
-        (pl.col(s.LINK_METHOD) == s.METHOD_UNLINKED) & pl.col("_ambiguous")
-    ).height
-    # Folded evidence that two or more legs could have explained: it explains none.
-    counts["evidence_ambiguous"] = decisions.filter(
-        (pl.col(FATE) == FOLDED) & pl.col("_ambiguous")
-    ).height
+    counts.update({fate: n for fate, n in by_fate.iter_rows()})
+    counts["rows_in_day"] = 0
+    counts.update({f"method_{m}": 0 for m in s.LINK_METHODS})
+    counts.update({f"method_{m}": n for m, n in by_method.iter_rows()})
+    counts.update({k: int(v) for k, v in flags.row(0, named=True).items()})
     return counts
 
 
 def reject_reasons(decisions: pl.DataFrame) -> dict[str, int]:
-    rejected = decisions.filter(pl.col(FATE) == REJECTED)
-    counts = rejected.group_by(pl.col(REJECT).cast(pl.String)).len().sort(REJECT)
+    rejected = decisions.lazy().filter(pl.col(FATE) == REJECTED)
+    counts = rejected.group_by(pl.col(REJECT).cast(pl.String)).len().sort(REJECT).collect()
     return dict(counts.iter_rows())
 
 
 def link_counts(decisions: pl.DataFrame) -> dict[str, int]:
     """Legs linked, overall and on devices that show any evidence (network protection on)."""
-    ok = decisions.filter(pl.col(FATE).is_in([CURATED, FOLDED]))
+    ok = decisions.lazy().filter(pl.col(FATE).is_in([CURATED, FOLDED]))
     evidence_roles = pl.col(ROLE).is_in([NP, *INSPECTION_ROLES]) | (
         (pl.col(ROLE) == NP2) & (pl.col(FATE) == FOLDED)
     )
     protected = ok.filter(evidence_roles).select(DEV).unique()
-    legs = ok.filter(pl.col(ROLE) == LEG)
-    linked = pl.col(s.LINK_METHOD).is_in([s.METHOD_SOCKET, s.METHOD_PROCESS])
+    legs = ok.filter(pl.col(ROLE) == LEG).select(
+        DEV, pl.col(s.LINK_METHOD).is_in([s.METHOD_SOCKET, s.METHOD_PROCESS]).alias("_linked")
+    )
     on_protected = legs.join(protected, on=DEV, how="semi")
+    linked = pl.col("_linked")
+    devices, with_evidence, all_legs, protected_legs = pl.collect_all(
+        [
+            ok.select(pl.col(DEV).n_unique()),
+            protected.select(pl.len()),
+            legs.select(pl.len(), linked.sum()),
+            on_protected.select(pl.len(), linked.sum()),
+        ]
+    )
     return {
-        "devices": ok.select(DEV).n_unique(),
-        "devices_with_evidence": protected.height,
-        "legs": legs.height,
-        "legs_linked": legs.filter(linked).height,
-        "legs_on_devices_with_evidence": on_protected.height,
-        "legs_linked_on_devices_with_evidence": on_protected.filter(linked).height,
+        "devices": int(devices.item()),
+        "devices_with_evidence": int(with_evidence.item()),
+        "legs": int(all_legs.item(0, 0)),
+        "legs_linked": int(all_legs.item(0, 1) or 0),
+        "legs_on_devices_with_evidence": int(protected_legs.item(0, 0)),
+        "legs_linked_on_devices_with_evidence": int(protected_legs.item(0, 1) or 0),
     }
 
 

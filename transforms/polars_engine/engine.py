@@ -6,19 +6,23 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from transforms.engine import DayFrames, DaySummary
+from transforms.engine import DayFrames, DaySummary, Steps, no_steps
 from transforms.params import DayWindow, LinkParams
 from transforms.polars_engine import assemble, classify, link, normalise
 
 
 def build_day(
-    raw: pl.LazyFrame, window: DayWindow, params: LinkParams, files: Sequence[str]
+    raw: pl.LazyFrame,
+    window: DayWindow,
+    params: LinkParams,
+    files: Sequence[str],
+    steps: Steps = no_steps,
 ) -> tuple[DayFrames, DaySummary]:
     """Build day D from the raw rows of its context window; `files[i]` names file index i.
 
     Reads each row's content twice: once narrow to link, once wide for the rows that leave the
     job (curated, rejected, evidence). Linking needs a dozen columns of every row in the context
-    window; the wide pass needs only day D's output rows, and streams. Keeping the wide columns
+    window; the wide passes need only day D's output rows, and stream. Keeping the wide columns
     out of the link step keeps memory flat.
 
     `raw` may hold any set of whole devices (every row of each device it has): linking,
@@ -26,23 +30,29 @@ def build_day(
     add up to the summary of the whole (`DaySummary.merge`).
     """
     typed = normalise.normalise(raw, params)
-    # One chunk: every later eager step would otherwise copy the frame to align chunks.
-    events = assemble.dedupe(classify.classify(typed, params).collect().rechunk(), raw)
+    with steps("classify"):
+        # One chunk: every later eager step would otherwise copy the frame to align chunks.
+        narrow = classify.classify(typed, params).collect().rechunk()
+    with steps("dedupe"):
+        events = assemble.dedupe(narrow, raw)
+        del narrow
     valid = events.lazy().filter(pl.col(assemble.FATE) == assemble.OK)
-    result = link.link(valid, window, params)
-    decisions = assemble.decide(events, result, window)
-    # The rows that leave the job, read in one pass over the files when the frames are
-    # collected together (jobs.stage does).
+    with steps("link"):
+        result = link.link_by_device(valid, window, params, link.device_groups(events.height))
+    with steps("decide"):
+        decisions = assemble.decide(events, result, window)
+    # The rows that leave the job: three streaming passes, each of the columns it needs.
     picked = assemble.picked_rows(raw, decisions)
     frames = DayFrames(
         curated=assemble.curated_rows(picked, decisions, window),
         rejects=assemble.rejected_rows(picked, list(files), window),
         evidence=assemble.evidence_summary(picked),
     )
-    summary = DaySummary(
-        fates=assemble.fate_counts(decisions),
-        reject_reasons=assemble.reject_reasons(decisions),
-        link_counts=assemble.link_counts(decisions),
-        input_counts=assemble.input_counts(events, window),
-    )
+    with steps("count"):
+        summary = DaySummary(
+            fates=assemble.fate_counts(decisions),
+            reject_reasons=assemble.reject_reasons(decisions),
+            link_counts=assemble.link_counts(decisions),
+            input_counts=assemble.input_counts(events, window),
+        )
     return frames, summary
