@@ -459,3 +459,24 @@ def test_target_ip_row_on_a_proxied_socket_without_its_leg_is_evidence_only(buil
         assert proxied[s.REMOTE_IP] == "93.184.216.34" and proxied[s.TARGET_PORT] == 443
     assert by_url["d.example.com"][s.LINK_METHOD] == "direct"
     assert report.counts["evidence_folded"] == 2 and report.counts["inspection_unmatched"] == 0
+
+
+def test_target_ip_row_at_midnight_takes_its_proxy_from_the_next_days_inspection_row(
+    build: Build,
+) -> None:
+    """The inspection row that shows a target-IP row went through the proxy may fall just past
+    midnight, in the next day's context hour: the published row still shows that row's proxy,
+    not its own target address (found by the bench at 3x the events)."""
+    to_midnight = 12 * 3600 * 1000  # T0 is noon of day D
+    rows = [
+        target_np(to_midnight - 100, "late.example.com", 50001),
+        ssl_row(to_midnight + 50, "late.example.com", 50001),
+    ]
+    df, report = build(rows)
+    assert df.height == 1
+    row = df.row(0, named=True)
+    assert (row[s.LINK_METHOD], row[s.IS_PROXIED]) == ("evidence_only", True)
+    assert (row[s.PROXY_IP], row[s.PROXY_PORT]) == (PROXY, PROXY_PORT)
+    assert row[s.REMOTE_IP] == "93.184.216.34"
+    # the inspection row belongs to the next day: that day's run counts it
+    assert report.counts["curated"] == 1 and report.counts["evidence_folded"] == 0

@@ -246,12 +246,14 @@ def picked_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
         .unique()
         .with_columns(pl.lit(True).alias(_PX))
     )
+    # A proxy row may lie outside day D (in the context hours past midnight), where there is
+    # no decision of this day's: it is picked all the same, with no fate of its own.
     tags = (
         decisions.with_columns(evidence.alias(_EV))
         .filter(fate.is_in([CURATED, REJECTED]) | pl.col(_EV))
         .drop(ROLE, DEV, ID)
-        .join(sources, on=[FILE, ROW], how="left")
-        .with_columns(pl.col(_PX).fill_null(False))
+        .join(sources, on=[FILE, ROW], how="full", coalesce=True)
+        .with_columns(pl.col(_PX).fill_null(False), pl.col(_EV).fill_null(False))
     )
     return raw.join(tags.lazy(), on=[FILE, ROW], how="inner")
 
