@@ -6,6 +6,8 @@ rows in day = curated + rejected + duplicate + evidence folded + inspection unma
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from transforms import schema as s
@@ -137,8 +139,27 @@ def _comparable(name: str, dtype: pl.DataType) -> pl.Expr:
     return value
 
 
-def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.DataFrame:
-    """One row per narrow row of day D: its fate and, for curated rows, the added columns."""
+@dataclass(frozen=True)
+class Decisions:
+    """What became of day D's rows: `fates` holds one narrow row per row of the day (its fate,
+    reject reason, role, device), `added` the columns the curated rows gain, for those rows
+    only. Kept apart, the link columns cost nothing on the millions of rows that are folded,
+    rejected or not connections."""
+
+    fates: pl.DataFrame
+    added: pl.DataFrame
+
+
+_FATE_COLUMNS = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, "_ambiguous"]
+_METHOD_TYPE = pl.Enum(list(s.LINK_METHODS))
+_SOURCE_TYPE = pl.Enum([s.CONNECTION_SUCCESS, s.HTTP_INSPECTED, s.SSL_INSPECTED])
+
+
+def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decisions:
+    """Each narrow row of day D: its fate and, for curated rows, the added columns.
+
+    The rows stream through the plan twice (once for the fates, once for the curated rows'
+    columns) instead of one eager frame holding every link column for every row."""
     needed = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN, s.REPORT_ID, TARGET_PORT]
     day = events.select(*needed, HOME_DAY).filter(pl.col(HOME_DAY) == window.day)
     links = result.links.rename({LEG_ID: ID})
@@ -158,7 +179,8 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
     legs = day.filter(is_leg).join(links, on=ID, how="left").join(ambiguous, on=ID, how="left")
     evidence = day.filter(is_ev).join(used, on=ID, how="left").join(shared, on=ID, how="left")
     evidence = evidence.join(targets, on=ID, how="left")
-    day = pl.concat([legs, evidence, day.filter(~is_leg & ~is_ev)], how="diagonal")
+    rest = day.filter(~is_leg & ~is_ev)
+    plan = pl.concat([legs.lazy(), evidence.lazy(), rest.lazy()], how="diagonal")
     role = pl.col(ROLE)
     ok = pl.col(FATE) == OK
     used_ev = pl.col("_used").fill_null(False)
@@ -196,43 +218,48 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> pl.Da
         .then(pl.lit(s.METHOD_DIRECT))
     )
     proxied = is_leg | evidence_only
-    return day.select(
-        FILE,
-        ROW,
-        ID,
-        fate.alias(FATE),
-        REJECT,
-        ROLE,
-        DEV,
-        pl.col("_amb").fill_null(False).alias("_ambiguous"),
-        pl.when(is_leg).then(pl.col("domain")).otherwise(pl.col(DOMAIN)).alias(s.REMOTE_URL),
-        proxied.alias(s.IS_PROXIED),
-        pl.when(is_leg)
-        .then(pl.col("target_port"))
-        .when(direct | via_proxy)
-        .then(pl.col(TARGET_PORT))
-        .cast(pl.Int32)
-        .alias(s.TARGET_PORT),
-        method.alias(s.LINK_METHOD),
-        pl.when(is_leg & linked).then(delta_ms).cast(pl.Int64).alias(s.LINK_DELTA_MS),
-        pl.when(is_leg & linked)
-        .then(pl.col("source"))
-        .when(evidence_only)
-        .then(pl.lit(s.CONNECTION_SUCCESS))
-        .alias(s.EVIDENCE_SOURCE),
-        pl.when(is_leg & linked)
-        .then(pl.col("ev_rid"))
-        .when(evidence_only)
-        .then(pl.col(s.REPORT_ID))
-        .cast(pl.Int64)
-        .alias(s.EVIDENCE_REPORT_ID),
-        pl.when(is_leg).then(pl.col(REQ_HOSTS)).cast(pl.Int32).alias(s.REQUEST_HOSTS),
-        _PROXY_FILE,
-        _PROXY_ROW,
+    plan = plan.with_columns(fate.alias(FATE), pl.col("_amb").fill_null(False).alias("_ambiguous"))
+    fates = plan.select(_FATE_COLUMNS).collect()
+    added = (
+        plan.filter(pl.col(FATE) == CURATED)
+        .select(
+            FILE,
+            ROW,
+            ROLE,
+            DEV,
+            "_ambiguous",
+            pl.when(is_leg).then(pl.col("domain")).otherwise(pl.col(DOMAIN)).alias(s.REMOTE_URL),
+            proxied.alias(s.IS_PROXIED),
+            pl.when(is_leg)
+            .then(pl.col("target_port"))
+            .when(direct | via_proxy)
+            .then(pl.col(TARGET_PORT))
+            .cast(pl.Int32)
+            .alias(s.TARGET_PORT),
+            method.cast(_METHOD_TYPE).alias(s.LINK_METHOD),
+            pl.when(is_leg & linked).then(delta_ms).cast(pl.Int64).alias(s.LINK_DELTA_MS),
+            pl.when(is_leg & linked)
+            .then(pl.col("source"))
+            .when(evidence_only)
+            .then(pl.lit(s.CONNECTION_SUCCESS))
+            .cast(_SOURCE_TYPE)
+            .alias(s.EVIDENCE_SOURCE),
+            pl.when(is_leg & linked)
+            .then(pl.col("ev_rid"))
+            .when(evidence_only)
+            .then(pl.col(s.REPORT_ID))
+            .cast(pl.Int64)
+            .alias(s.EVIDENCE_REPORT_ID),
+            pl.when(is_leg).then(pl.col(REQ_HOSTS)).cast(pl.Int32).alias(s.REQUEST_HOSTS),
+            _PROXY_FILE,
+            _PROXY_ROW,
+        )
+        .collect()
     )
+    return Decisions(fates, added)
 
 
-def picked_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
+def picked_rows(raw: pl.LazyFrame, decisions: Decisions) -> pl.LazyFrame:
     """The raw rows that leave the job: curated, rejected and evidence rows (`_ev`), and the
     inspection rows that give a proxied target-IP row its proxy (`_px`), each with its
     decision. `curated_rows`, `rejected_rows` and `evidence_summary` are this one frame
@@ -241,24 +268,26 @@ def picked_rows(raw: pl.LazyFrame, decisions: pl.DataFrame) -> pl.LazyFrame:
     evidence = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
     evidence |= (role == NP2) & (fate == FOLDED)
     sources = (
-        decisions.filter(pl.col(_PROXY_ROW).is_not_null())
+        decisions.added.filter(pl.col(_PROXY_ROW).is_not_null())
         .select(pl.col(_PROXY_FILE).alias(FILE), pl.col(_PROXY_ROW).alias(ROW))
         .unique()
         .with_columns(pl.lit(True).alias(_PX))
     )
+    added = decisions.added.drop(ROLE, DEV, "_ambiguous", _PROXY_FILE, _PROXY_ROW)
     # A proxy row may lie outside day D (in the context hours past midnight), where there is
     # no decision of this day's: it is picked all the same, with no fate of its own.
     tags = (
-        decisions.with_columns(evidence.alias(_EV))
+        decisions.fates.with_columns(evidence.alias(_EV))
         .filter(fate.is_in([CURATED, REJECTED]) | pl.col(_EV))
-        .drop(ROLE, DEV, ID)
+        .select(FILE, ROW, FATE, REJECT, _EV)
+        .join(added, on=[FILE, ROW], how="left")
         .join(sources, on=[FILE, ROW], how="full", coalesce=True)
         .with_columns(pl.col(_PX).fill_null(False), pl.col(_EV).fill_null(False))
     )
     return raw.join(tags.lazy(), on=[FILE, ROW], how="inner")
 
 
-def curated_rows(picked: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
+def curated_rows(picked: pl.LazyFrame, decisions: Decisions, window: DayWindow) -> pl.LazyFrame:
     """The full source rows of day D's connections, with the link columns added.
 
     The rows are picked before they are coerced, so only the output rows pay for it. A
@@ -269,7 +298,7 @@ def curated_rows(picked: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindo
     source = [c for c in source if c not in s.ADDED_COLUMNS and not c.endswith("_right")]
     proxied = pl.col(s.IS_PROXIED)
     ordered = [*source, *s.ADDED_COLUMNS]
-    via = decisions.filter(pl.col(_PROXY_ROW).is_not_null()).select(
+    via = decisions.added.filter(pl.col(_PROXY_ROW).is_not_null()).select(
         pl.col(_PROXY_FILE).alias("_src_file"),
         pl.col(_PROXY_ROW).alias("_src_row"),
         FILE,
@@ -296,6 +325,8 @@ def curated_rows(picked: pl.LazyFrame, decisions: pl.DataFrame, window: DayWindo
         .with_columns(
             pl.coalesce("_pip", pl.when(proxied).then(pl.col(s.REMOTE_IP))).alias(s.PROXY_IP),
             pl.coalesce("_pp", pl.when(proxied).then(pl.col(s.REMOTE_PORT))).alias(s.PROXY_PORT),
+            pl.col(s.LINK_METHOD).cast(pl.String),
+            pl.col(s.EVIDENCE_SOURCE).cast(pl.String),
         )
         .select(ordered)
         .with_columns(pl.lit(window.day).alias(s.PARTITION_DATE))
@@ -355,52 +386,44 @@ def evidence_summary(picked: pl.LazyFrame) -> pl.LazyFrame:
     return aggregates.device_names(rows, EVIDENCE_EVENTS)
 
 
-def fate_counts(decisions: pl.DataFrame) -> dict[str, int]:
-    """Counts per fate, curated rows per link method and rejects per reason.
-
-    Lazy, so that each count reads only the columns it needs of the day's decisions: an eager
-    filter would copy every column of millions of rows."""
-    d = decisions.lazy()
-    curated = d.filter(pl.col(FATE) == CURATED)
+def fate_counts(decisions: Decisions) -> dict[str, int]:
+    """Counts per fate, curated rows per link method and rejects per reason."""
+    fates, added = decisions.fates, decisions.added
     method = pl.col(s.LINK_METHOD)
-    by_fate, by_method, flags = pl.collect_all(
-        [
-            d.group_by(pl.col(FATE).cast(pl.String)).len(),
-            curated.group_by(method.cast(pl.String)).len(),
-            d.select(
-                pl.len().alias("rows_in_day"),
-                ((pl.col(FATE) == CURATED) & (pl.col(ROLE) == LEG)).sum().alias("legs"),
-                ((pl.col(FATE) == CURATED) & (method == s.METHOD_UNLINKED) & pl.col("_ambiguous"))
-                .sum()
-                .alias("unlinked_ambiguous"),
-                # Folded evidence that two or more legs could have explained: it explains none.
-                ((pl.col(FATE) == FOLDED) & pl.col("_ambiguous")).sum().alias("evidence_ambiguous"),
-            ),
-        ]
-    )
     counts: dict[str, int] = {f: 0 for f in FATES}
-    counts.update({fate: n for fate, n in by_fate.iter_rows()})
-    counts["rows_in_day"] = 0
+    for fate, n in fates.group_by(pl.col(FATE).cast(pl.String)).len().iter_rows():
+        counts[fate] = n
+    counts["rows_in_day"] = fates.height
     counts.update({f"method_{m}": 0 for m in s.LINK_METHODS})
-    counts.update({f"method_{m}": n for m, n in by_method.iter_rows()})
-    counts.update({k: int(v) for k, v in flags.row(0, named=True).items()})
+    for m, n in added.group_by(method.cast(pl.String)).len().iter_rows():
+        counts[f"method_{m}"] = n
+    counts["legs"] = int((added[ROLE] == LEG).sum())
+    counts["unlinked_ambiguous"] = int(
+        added.select(((method == s.METHOD_UNLINKED) & pl.col("_ambiguous")).sum()).item()
+    )
+    # Folded evidence that two or more legs could have explained: it explains none.
+    counts["evidence_ambiguous"] = int(
+        fates.select(((pl.col(FATE) == FOLDED) & pl.col("_ambiguous")).sum()).item()
+    )
     return counts
 
 
-def reject_reasons(decisions: pl.DataFrame) -> dict[str, int]:
-    rejected = decisions.lazy().filter(pl.col(FATE) == REJECTED)
+def reject_reasons(decisions: Decisions) -> dict[str, int]:
+    rejected = decisions.fates.lazy().filter(pl.col(FATE) == REJECTED)
     counts = rejected.group_by(pl.col(REJECT).cast(pl.String)).len().sort(REJECT).collect()
     return dict(counts.iter_rows())
 
 
-def link_counts(decisions: pl.DataFrame) -> dict[str, int]:
+def link_counts(decisions: Decisions) -> dict[str, int]:
     """Legs linked, overall and on devices that show any evidence (network protection on)."""
-    ok = decisions.lazy().filter(pl.col(FATE).is_in([CURATED, FOLDED]))
+    ok = decisions.fates.lazy().filter(pl.col(FATE).is_in([CURATED, FOLDED]))
     evidence_roles = pl.col(ROLE).is_in([NP, *INSPECTION_ROLES]) | (
         (pl.col(ROLE) == NP2) & (pl.col(FATE) == FOLDED)
     )
     protected = ok.filter(evidence_roles).select(DEV).unique()
-    legs = ok.filter(pl.col(ROLE) == LEG).select(
+    # Every leg is curated: its link columns are among the added ones.
+    legs = decisions.added.lazy().filter(pl.col(ROLE) == LEG)
+    legs = legs.select(
         DEV, pl.col(s.LINK_METHOD).is_in([s.METHOD_SOCKET, s.METHOD_PROCESS]).alias("_linked")
     )
     on_protected = legs.join(protected, on=DEV, how="semi")
