@@ -63,6 +63,11 @@ _EV, _PX = "_ev", "_px"  # picked rows: evidence for coverage, proxy of a target
 _TIE = [ROLE, _RIP_TEXT, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN]
 
 
+def _row_id() -> pl.Expr:
+    """A row's id: its file index and its position in the file, as one integer."""
+    return pl.col(FILE).cast(pl.UInt64) * (1 << 32) + pl.col(ROW).cast(pl.UInt64)
+
+
 def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     """Add `_id` and `_fate` (ok, duplicate or rejected) to the narrow rows.
 
@@ -75,7 +80,7 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     only their fates are rewritten.
     """
     frame = narrow.with_columns(
-        (pl.col(FILE).cast(pl.UInt64) * (1 << 32) + pl.col(ROW).cast(pl.UInt64)).alias(ID),
+        _row_id().alias(ID),
         pl.when(pl.col(REJECT).is_not_null())
         .then(pl.lit(REJECTED, FATE_TYPE))
         .otherwise(pl.lit(OK, FATE_TYPE))
@@ -90,8 +95,11 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
         return frame
     schema = raw.collect_schema()
     content = [c for c in schema if not c.startswith("_")]
+    # A filter on the rows' ids, not a join: polars holds the whole wide side of a join in
+    # memory (measured at 21M rows: 5.6 GB for a join, 1.6 GB for this filter).
+    ids = clash[ID].implode()
     rows = (
-        raw.join(clash.select(FILE, ROW).lazy(), on=[FILE, ROW], how="semi")
+        raw.filter(_row_id().is_in(ids))
         .select(FILE, ROW, *[_comparable(c, schema[c]).alias(f"_c_{c}") for c in content])
         .with_columns(
             pl.col(f"_c_{s.REMOTE_IP}").alias(_RIP_TEXT),
