@@ -128,7 +128,9 @@ class PolarsRunner:
             with timer.step("link"):
                 frames, summary = lake.guarded(
                     scan.files,
-                    lambda: build_day(scan.frame, window, params, scan.names, timer.detail),
+                    lambda: build_day(
+                        scan.frame, window, params, scan.names, timer.detail, scan.parts
+                    ),
                 )
             with timer.step("write"):
                 staged = lake.guarded(scan.files, lambda: stage.stage_rows(frames, targets))

@@ -40,6 +40,8 @@ class LakeScan:
     frame: pl.LazyFrame
     files: list[PlannedFile]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # parts[i]: the rows of files[i] alone, typed as in `frame` (whose rows are theirs, in order)
+    parts: list[pl.LazyFrame] = field(default_factory=list)
 
     @property
     def schema(self) -> pl.Schema:
@@ -76,7 +78,8 @@ def scan_lake(planned: list[PlannedFile], on_corrupt: str) -> LakeScan:
             raise InputError(f"{f.path}: {problem} (set input.on_corrupt_file: skip to skip it)")
     if not kept:
         raise InputError("no readable input files for this day")
-    return LakeScan(_concat(kept), kept, skipped)
+    parts = _parts(kept)
+    return LakeScan(pl.concat(parts, how="vertical"), kept, skipped, parts)
 
 
 def target_schema(files: list[PlannedFile]) -> pl.Schema:
@@ -129,9 +132,9 @@ def file_frame(index: int, f: PlannedFile, target: pl.Schema) -> pl.LazyFrame:
     )
 
 
-def _concat(files: list[PlannedFile]) -> pl.LazyFrame:
+def _parts(files: list[PlannedFile]) -> list[pl.LazyFrame]:
     target = target_schema(files)
-    return pl.concat([file_frame(i, f, target) for i, f in enumerate(files)], how="vertical")
+    return [file_frame(i, f, target) for i, f in enumerate(files)]
 
 
 def locate_unreadable(files: list[PlannedFile]) -> tuple[PlannedFile, str] | None:

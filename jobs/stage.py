@@ -87,7 +87,7 @@ def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[
     the columns and row groups it needs."""
     tables = targets.tables
     written = {
-        CURATED_TABLE: [sink(frames.curated, tables[CURATED_TABLE], targets, part)],
+        CURATED_TABLE: [sink(c, tables[CURATED_TABLE], targets, part) for c in frames.curated],
         REJECTS_TABLE: [sink(frames.rejects, tables[REJECTS_TABLE], targets, part)],
     }
     evidence = frames.evidence.collect()

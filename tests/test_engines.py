@@ -359,3 +359,39 @@ def test_a_sample_lake_publishes_the_same_tables(spark: object, tmp_path: Path) 
     assert {"protected", "blind"} <= set(coverage["Status"])
     domains = pl.read_delta(str(tmp_path / "polars" / "domain_daily"))
     assert domains["TopProcesses"].list.len().max() == 5
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 700])
+def test_curated_rows_joined_a_few_files_at_a_time_equal_one_join(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int
+) -> None:
+    """The polars runner joins the curated rows to their decisions in chunks of whole files to
+    bound memory; the rows, the rejects and the evidence must be those of one join over the
+    whole window."""
+    from jobs.lake import scan_lake
+    from jobs.plan import plan_files
+    from transforms.params import DayWindow, LinkParams, parse_proxy
+    from transforms.polars_engine import assemble
+    from transforms.polars_engine.engine import build_day
+
+    lake = write_sample(tmp_path / "lake", SampleSpec(devices=30, start=DAY, days=1, seed=9))
+    params = LinkParams(proxies=tuple(parse_proxy(f"{i}:{p}") for i, p in SampleSpec().proxies))
+    window = DayWindow.for_day(DAY, params)
+    scan = scan_lake(plan_files(lake.root, window, params), "fail")
+    assert len(scan.parts) == len(scan.files) > 20
+
+    def collected(parts: list[pl.LazyFrame] | None) -> tuple[int, list[pl.DataFrame]]:
+        frames, _ = build_day(scan.frame, window, params, scan.names, parts=parts)
+        curated = pl.concat([c.collect() for c in frames.curated])
+        tables = [curated, frames.rejects.collect(), frames.evidence.collect()]
+        keys = [[s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID], [s.SOURCE_FILE, s.REJECT_RECORD]]
+        keys.append([s.DEVICE_ID])
+        return len(frames.curated), [t.sort(k) for t, k in zip(tables, keys, strict=True)]
+
+    one, whole = collected(None)
+    monkeypatch.setattr(assemble, "ROWS_PER_CHUNK", rows_per_chunk)
+    chunks, chunked = collected(scan.parts)
+    assert one == 1 and chunks > 1
+    assert whole[0].height > 1_000 and whole[1].height > 0 and whole[2].height > 0
+    for expected, got in zip(whole, chunked, strict=True):
+        assert got.equals(expected), _diff(expected, got, got.columns[:3])

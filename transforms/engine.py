@@ -67,7 +67,7 @@ class EngineUnavailable(RuntimeError):
 class DayFrames:
     """The rows a build produced, still lazy: the job streams each into its files."""
 
-    curated: pl.LazyFrame
+    curated: tuple[pl.LazyFrame, ...]  # chunks of whole files, each streamed into a file
     rejects: pl.LazyFrame
     # Per device, the day's evidence rows that are not rejected or duplicates, folded or not:
     # how many (what `proxy_coverage` counts as its evidence) and its last name on them.

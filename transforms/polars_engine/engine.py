@@ -17,6 +17,7 @@ def build_day(
     params: LinkParams,
     files: Sequence[str],
     steps: Steps = no_steps,
+    parts: Sequence[pl.LazyFrame] | None = None,
 ) -> tuple[DayFrames, DaySummary]:
     """Build day D from the raw rows of its context window; `files[i]` names file index i.
 
@@ -28,6 +29,9 @@ def build_day(
     `raw` may hold any set of whole devices (every row of each device it has): linking,
     dedupe and every count are local to a device, so the summaries of device-disjoint parts
     add up to the summary of the whole (`DaySummary.merge`).
+
+    `parts[i]`, when given, holds the rows of file index i of `raw` alone: the curated rows are
+    then joined to their decisions a few files at a time, which bounds the wide pass's memory.
     """
     typed = normalise.normalise(raw, params)
     with steps("classify"):
@@ -41,12 +45,14 @@ def build_day(
         result = link.link_by_device(valid, window, params, link.device_groups(events.height))
     with steps("decide"):
         decisions = assemble.decide(events, result, window)
-    # The rows that leave the job: three streaming passes, each of the columns it needs.
-    picked = assemble.picked_rows(raw, decisions)
+    # The rows that leave the job: streaming passes, each of the columns and rows it needs.
+    tags = assemble.output_tags(decisions)
+    proxies = assemble.proxy_sockets(raw, decisions)
+    chunks = assemble.curated_chunks(raw, tags, None if parts is None else list(parts))
     frames = DayFrames(
-        curated=assemble.curated_rows(picked, decisions, window),
-        rejects=assemble.rejected_rows(picked, list(files), window),
-        evidence=assemble.evidence_summary(picked),
+        curated=tuple(assemble.curated_rows(c, t, proxies, window) for c, t in chunks),
+        rejects=assemble.rejected_rows(raw, tags, list(files), window),
+        evidence=assemble.evidence_summary(raw, tags),
     )
     with steps("count"):
         summary = DaySummary(
