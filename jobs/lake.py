@@ -37,11 +37,14 @@ class UnreadableFile(InputError):
 class LakeScan:
     """The raw rows of the planned files, and the files that were skipped as corrupt."""
 
-    frame: pl.LazyFrame
+    # parts[i]: the rows of files[i], typed alike (`file_frame`); `frame` is all of them
+    parts: list[pl.LazyFrame]
     files: list[PlannedFile]
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    # parts[i]: the rows of files[i] alone, typed as in `frame` (whose rows are theirs, in order)
-    parts: list[pl.LazyFrame] = field(default_factory=list)
+
+    @property
+    def frame(self) -> pl.LazyFrame:
+        return pl.concat(self.parts, how="vertical")
 
     @property
     def schema(self) -> pl.Schema:
@@ -78,8 +81,7 @@ def scan_lake(planned: list[PlannedFile], on_corrupt: str) -> LakeScan:
             raise InputError(f"{f.path}: {problem} (set input.on_corrupt_file: skip to skip it)")
     if not kept:
         raise InputError("no readable input files for this day")
-    parts = _parts(kept)
-    return LakeScan(pl.concat(parts, how="vertical"), kept, skipped, parts)
+    return LakeScan(_parts(kept), kept, skipped)
 
 
 def target_schema(files: list[PlannedFile]) -> pl.Schema:

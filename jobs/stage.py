@@ -8,11 +8,9 @@ file, and the runner commits exactly the files of the attempts that succeeded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TypeVar
 
 import polars as pl
 
@@ -24,8 +22,6 @@ from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from transforms.engine import DayFrames
 from transforms.polars_engine import aggregates
 from transforms.psl import SuffixRules
-
-T = TypeVar("T")
 
 # Every table a run stages and publishes, in commit order.
 STAGED_TABLES = (CURATED_TABLE, REJECTS_TABLE, DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)
@@ -52,29 +48,15 @@ class StageTargets:
 
 def sink(frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int) -> Path:
     """Stream `frame` (its `date` column dropped) into one new file of partition D of `table`."""
-    path, plan = _sink_plan(frame, table, targets, part)
-    _written(lambda: plan.collect(), [path])
-    return path
-
-
-def _sink_plan(
-    frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int
-) -> tuple[Path, pl.LazyFrame]:
     path = publish.new_data_path(table, targets.day, targets.run_id, part)
     if s.PARTITION_DATE in frame.collect_schema():
         frame = frame.drop(s.PARTITION_DATE)
-    return path, frame.sink_parquet(path, compression="zstd", lazy=True)
-
-
-def _written(write: Callable[[], T], paths: list[Path]) -> T:
-    """Run `write`; a failed write removes its partial files and names the path."""
     try:
-        return write()
+        frame.sink_parquet(path, compression="zstd")
     except OSError as exc:
-        for path in paths:
-            path.unlink(missing_ok=True)
-        where = exc.filename or (paths[0] if paths else "the staged files")
-        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
+        path.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[str, list[Path]]:
@@ -90,7 +72,7 @@ def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[
         CURATED_TABLE: [sink(c, tables[CURATED_TABLE], targets, part) for c in frames.curated],
         REJECTS_TABLE: [sink(frames.rejects, tables[REJECTS_TABLE], targets, part)],
     }
-    evidence = frames.evidence.collect()
+    evidence = frames.evidence.collect()  # proxy_coverage reads it twice
     coverage = aggregates.proxy_coverage(
         pl.scan_parquet(written[CURATED_TABLE]), evidence.lazy(), targets.day
     )

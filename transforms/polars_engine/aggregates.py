@@ -153,12 +153,16 @@ def device_names(rows: pl.LazyFrame, count: str) -> pl.LazyFrame:
     """Per device of `rows` (DeviceId, DeviceName, Timestamp): how many rows (`count`), and the
     name it had last (ties by the name itself) with when (`NAMED_AT`). Summaries of any split
     of the rows merge into the summary of all (`proxy_coverage` does)."""
+    return rows.group_by(s.DEVICE_ID).agg(pl.len().cast(pl.Int64).alias(count), *_last_name())
+
+
+def _last_name() -> list[pl.Expr]:
+    """Per group: the name it had last (ties by the name itself), and when (`NAMED_AT`)."""
     named = pl.col(s.DEVICE_NAME).is_not_null()
-    return rows.group_by(s.DEVICE_ID).agg(
-        pl.len().cast(pl.Int64).alias(count),
+    return [
         pl.col(s.TIMESTAMP).filter(named).max().alias(NAMED_AT),
         pl.col(s.DEVICE_NAME).sort_by([s.TIMESTAMP, s.DEVICE_NAME]).drop_nulls().last(),
-    )
+    ]
 
 
 def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> pl.LazyFrame:
@@ -178,14 +182,16 @@ def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> 
         count(method == s.METHOD_UNLINKED).alias(a.UNLINKED),
         count(method == s.METHOD_EVIDENCE_ONLY).alias(a.EVIDENCE_ONLY),
         count(method == s.METHOD_DIRECT).alias(a.DIRECT_CONNECTIONS),
+        *_last_name(),
     )
-    names = device_names(curated.select(s.DEVICE_ID, s.DEVICE_NAME, s.TIMESTAMP), "_rows")
-    both = pl.concat([names.drop("_rows"), evidence.drop(a.EVIDENCE_EVENTS)])
+    names = [s.DEVICE_ID, s.DEVICE_NAME, NAMED_AT]
+    both = pl.concat([counts.select(names), evidence.select(names)])
     last_name = both.group_by(s.DEVICE_ID).agg(
         pl.col(s.DEVICE_NAME).sort_by([NAMED_AT, s.DEVICE_NAME]).drop_nulls().last()
     )
     per_device = (
-        counts.join(
+        counts.drop(s.DEVICE_NAME, NAMED_AT)
+        .join(
             evidence.select(s.DEVICE_ID, a.EVIDENCE_EVENTS),
             on=s.DEVICE_ID,
             how="full",

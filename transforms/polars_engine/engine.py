@@ -42,13 +42,13 @@ def build_day(
         del narrow
     valid = events.lazy().filter(pl.col(assemble.FATE) == assemble.OK)
     with steps("link"):
-        result = link.link_by_device(valid, window, params, link.device_groups(events.height))
+        result = link.link_by_device(valid, events.height, window, params)
     with steps("decide"):
         decisions = assemble.decide(events, result, window)
     # The rows that leave the job: streaming passes, each of the columns and rows it needs.
     tags = assemble.output_tags(decisions)
     proxies = assemble.proxy_sockets(raw, decisions)
-    chunks = assemble.curated_chunks(raw, tags, None if parts is None else list(parts))
+    chunks = assemble.curated_chunks(raw, tags, parts)
     frames = DayFrames(
         curated=tuple(assemble.curated_rows(c, t, proxies, window) for c, t in chunks),
         rejects=assemble.rejected_rows(raw, tags, list(files), window),

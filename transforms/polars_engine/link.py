@@ -311,16 +311,13 @@ def _summarise(accepted: pl.DataFrame, method: str, hosts: pl.DataFrame) -> pl.D
 ROWS_PER_GROUP = 1_500_000
 
 
-def device_groups(rows: int) -> int:
-    """How many device groups a day of `rows` narrow rows is linked in."""
-    return max(1, -(-rows // ROWS_PER_GROUP))
-
-
 def link_by_device(
-    rows: pl.LazyFrame, window: DayWindow, params: LinkParams, groups: int
+    rows: pl.LazyFrame, n_rows: int, window: DayWindow, params: LinkParams
 ) -> LinkResult:
-    """`link` on `groups` groups of whole devices, the results put together: equal to linking
-    all rows at once, because no rule looks beyond a device (`DEV` codes one DeviceId)."""
+    """`link` on groups of whole devices of about `ROWS_PER_GROUP` of the `n_rows` rows, the
+    results put together: equal to linking all rows at once, because no rule looks beyond a
+    device (`DEV` codes one DeviceId)."""
+    groups = -(-n_rows // ROWS_PER_GROUP)
     if groups <= 1:
         return link(rows, window, params)
     parts = [link(rows.filter(pl.col(DEV) % groups == i), window, params) for i in range(groups)]
