@@ -20,7 +20,7 @@ import duckdb
 
 from jobs.errors import InputError, LockHeld, OutputError
 from jobs.publish import CURATED_TABLE
-from jobs.tables import PublishedTable, open_tables, quote_ident, unreadable_table
+from jobs.tables import PublishedTable, lock_down, open_tables, quote_ident, unreadable_table
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ def export_duckdb(
         con.execute("SET TimeZone = 'UTC'")
         for t in tables:
             con.register(_SOURCE_PREFIX + t.name, t.dataset())
+        lock_down(con)  # the target file is open already; nothing else can be touched
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(_EXPORT_LOG_DDL)

@@ -3,6 +3,11 @@
 Each table is a view of its name over the Delta log's live files (see `jobs.tables`). The
 result is rendered as a readable table or written by DuckDB itself as CSV, JSON or Parquet, so
 large results stream to the file instead of passing through Python rows.
+
+The command is read-only. It runs exactly one statement, a query (`SELECT`, `WITH`, `FROM`,
+`DESCRIBE`, `SHOW`, `SUMMARIZE`, `EXPLAIN`), in a session that cannot read or write files,
+attach databases, install or load extensions, or change settings (`jobs.tables.lock_down`).
+The only file it writes is `--out`, which may not lie inside the curated root.
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ _COPY_OPTIONS = {
     "parquet": "FORMAT parquet",
 }
 _RESULT_VIEW = "__proxylink_result"
+# Statement types that only read: a query (DESCRIBE, SHOW and SUMMARIZE parse as one) or a plan.
+_READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+READ_ONLY_HINT = (
+    "proxylink sql is read-only: it runs one query over the published tables and cannot "
+    "read or write files, attach databases, install extensions or change settings; "
+    "use --out FILE to write the result"
+)
 
 
 class QueryError(ProxylinkError):
@@ -63,18 +75,26 @@ def run_query(
     """Run `sql` over the tables under `root`; render it, or write it to `out` in `fmt`."""
     if fmt != "table" and out is None:
         raise ConfigError(f"--format {fmt} needs --out FILE")
+    statement = single_query(sql)
+    if out is not None and out.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(
+            f"--out {out} is inside the curated root {root}: results are never written "
+            "among the published tables"
+        )
     published = open_tables(root)
-    con = connect(published)
+    con = connect(published, writable=[out] if out is not None else [])
     try:
         try:
-            rel = con.sql(sql)
+            rel = con.sql(statement)
+        except duckdb.PermissionException as exc:
+            raise QueryError(f"{READ_ONLY_HINT} ({one_line(exc)})") from None
         except duckdb.CatalogException as exc:
             names = ", ".join(t.name for t in published)
             raise QueryError(f"SQL error: {one_line(exc)} (tables: {names})") from None
         except duckdb.Error as exc:
             raise QueryError(f"SQL error: {one_line(exc)}") from None
-        if rel is None:  # a statement without a result (SET, CREATE VIEW, ...)
-            return QueryResult(text="", rows=0, truncated=False)
+        if rel is None:  # cannot happen for a query; kept so that a DuckDB change is no crash
+            raise QueryError(f"SQL error: the statement returned no result; {READ_ONLY_HINT}")
         try:
             if fmt == "table":
                 return _render(con, rel, max_rows, width)
@@ -84,12 +104,45 @@ def run_query(
             rel.create_view(_RESULT_VIEW)
             target = str(out).replace("'", "''")
             con.execute(f"COPY {_RESULT_VIEW} TO '{target}' ({_COPY_OPTIONS[fmt]})")
+        except duckdb.PermissionException as exc:
+            raise QueryError(f"{READ_ONLY_HINT} ({one_line(exc)})") from None
         except duckdb.Error as exc:
             raise unreadable_table(exc) or QueryError(f"SQL error: {one_line(exc)}") from None
         log.debug("wrote %s result to %s", fmt, out)
         return QueryResult(text=None, rows=None, truncated=False)
     finally:
         con.close()
+
+
+def single_query(sql: str) -> str:
+    """The one read-only statement in `sql`, or a usage error that says what is wrong."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL error: {one_line(exc)}") from None
+    if not statements:
+        raise QueryError("no SQL statement given (the query is empty or only comments)")
+    if len(statements) > 1:
+        kinds = ", ".join(f"{i}: {s.type.name}" for i, s in enumerate(statements, 1))
+        raise QueryError(
+            f"one statement at a time: got {len(statements)} ({kinds}); "
+            "run each with its own proxylink sql"
+        )
+    (statement,) = statements
+    if statement.type not in _READ_ONLY:
+        raise QueryError(f"{READ_ONLY_HINT} (the statement is {statement.type.name})")
+    return _trim_tail(statement.query)
+
+
+def _trim_tail(query: str) -> str:
+    """The query without its trailing `;` and comments, so that it can be wrapped as a view."""
+    end = len(query)
+    for offset, kind in reversed(duckdb.tokenize(query)):
+        if kind == duckdb.token_type.comment or query[offset] == ";":
+            end = offset
+        else:
+            break
+    return query[:end]
 
 
 def _render(

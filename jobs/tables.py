@@ -83,14 +83,35 @@ def open_tables(root: Path, only: Sequence[str] | None = None) -> list[Published
     return [PublishedTable(n, root / n, DeltaTable(str(root / n))) for n in names]
 
 
-def connect(tables: Sequence[PublishedTable]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection in UTC where each table is a view of its name."""
+def connect(
+    tables: Sequence[PublishedTable], writable: Sequence[Path] = ()
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection in UTC where each table is a view of its name, locked
+    down (see `lock_down`) so that only the files in `writable` can be written."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # timestamps print and export in UTC on any machine
     for t in tables:
         con.register(t.name, t.dataset())
         log.debug("registered %s (version %d) from %s", t.name, t.version, t.path)
+    lock_down(con, writable)
     return con
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, writable: Sequence[Path] = ()) -> None:
+    """No file access, no extensions, no settings changes from here on.
+
+    The tables are registered Arrow datasets, which DuckDB reads through Python, not through
+    its file system, so they stay readable. Everything else a statement could reach (any file
+    by `read_csv` or `COPY`, a live data file of a table, `ATTACH`, `INSTALL`/`LOAD`, `SET`)
+    fails with a permission error. `writable` names the only files the session may write: the
+    command's own output.
+    """
+    paths = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in writable)
+    con.execute(f"SET allowed_paths = [{paths}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
 
 
 def quote_ident(name: str) -> str:

@@ -166,6 +166,105 @@ def test_no_tables_is_one_line_with_exit_3(
     assert sql(tmp_path, "SELECT 1", "--format", "parquet") == 2  # parquet needs --out
 
 
+# --- sql is read-only ----------------------------------------------------------------------------
+
+
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("proxylink: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_sql_cannot_overwrite_a_live_data_file_and_the_table_stays_readable(
+    curated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = DeltaTable(str(curated / "connection_success"))
+    live = Path(table.file_uris()[0])
+    before, version = live.read_bytes(), table.version()
+    copy = f"COPY (SELECT * EXCLUDE (date) FROM connection_success LIMIT 1) TO '{live}'"
+    assert sql(curated, copy + " (FORMAT parquet)") == 2
+    assert "is read-only" in one_error(capsys)
+    select = f"SELECT * FROM connection_success UNION ALL SELECT * FROM read_parquet('{live}')"
+    assert sql(curated, select) == 2  # not even read outside the log
+    assert "file system operations are disabled" in one_error(capsys)
+    # --out is the only way to write, and it refuses the curated root
+    assert sql(curated, "SELECT 1", "--out", str(live)) == 2
+    assert "inside the curated root" in one_error(capsys)
+    assert live.read_bytes() == before
+    assert DeltaTable(str(curated / "connection_success")).version() == version
+    assert sql(curated, "SELECT count(*) FROM connection_success") == 0
+    assert delta(curated).height > 1000
+
+
+@pytest.mark.parametrize(
+    "query, creates",
+    [
+        ("SELECT * FROM read_csv('/etc/passwd')", None),
+        ("SELECT * FROM read_text('/etc/hostname')", None),
+        ("COPY connection_success TO '{tmp}/x.csv'", "x.csv"),
+        ("COPY (SELECT 1) TO '{tmp}/y.parquet' (FORMAT parquet)", "y.parquet"),
+        ("ATTACH '{tmp}/x.duckdb' AS x", "x.duckdb"),
+        ("EXPORT DATABASE '{tmp}/dump'", "dump"),
+        ("INSTALL httpfs", None),
+        ("LOAD httpfs", None),
+        ("SET enable_external_access = true", None),
+        ("SET lock_configuration = false", None),
+        ("PRAGMA threads = 1", None),
+        ("CREATE TABLE t AS SELECT 1", None),
+        ("DROP VIEW connection_success", None),
+    ],
+)
+def test_sql_cannot_touch_files_extensions_or_settings(
+    curated: Path, tmp_path: Path, query: str, creates: str | None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    assert sql(curated, query.format(tmp=tmp_path)) == 2
+    err = one_error(capsys)
+    assert "proxylink sql is read-only" in err and "use --out FILE" in err, err
+    assert "root:" not in err  # no file content leaks into the message
+    if creates is not None:
+        assert not (tmp_path / creates).exists()
+
+
+def test_sql_session_is_locked_down(curated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    query = (
+        "SELECT name, value FROM duckdb_settings() WHERE name IN "
+        "('enable_external_access', 'lock_configuration') ORDER BY name"
+    )
+    assert sql(curated, query, "--format", "csv") == 0
+    got = pl.read_csv(capsys.readouterr().out.encode(), infer_schema=False).rows()
+    assert got == [("enable_external_access", "false"), ("lock_configuration", "true")]
+
+
+def test_sql_runs_one_statement_and_an_empty_query_is_a_usage_error(
+    curated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sql(curated, "SELECT 1; DROP VIEW connection_success") == 2
+    err = one_error(capsys)
+    assert "one statement at a time: got 2 (1: SELECT, 2: DROP)" in err, err
+    for empty in ("", "   ", "-- only a comment", ";"):
+        assert sql(curated, empty) == 2
+        assert "no SQL statement given" in one_error(capsys)
+    # a query with a trailing semicolon and comments is one statement
+    assert sql(curated, "-- count\nSELECT count(*) AS n FROM rejects; -- done", "--format",
+               "csv") == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith("n\n")
+    for query in ("DESCRIBE connection_success", "SHOW TABLES", "EXPLAIN SELECT 1"):
+        assert sql(curated, query) == 0, query
+        capsys.readouterr()
+
+
+def test_sql_empty_query_from_the_shell_exits_2(curated: Path) -> None:
+    done = subprocess.run(
+        [str(BIN), "sql", "--curated", str(curated), ""], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "proxylink: error: no SQL statement given (the query is empty or only comments)\n"
+    )
+
+
 # --- export ------------------------------------------------------------------------------------
 
 
