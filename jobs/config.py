@@ -277,6 +277,12 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"config {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line "
+                f"{line}); save it as UTF-8"
+            ) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

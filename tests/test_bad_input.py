@@ -244,17 +244,21 @@ def test_invalid_flags_exit_2_with_one_line(
         ("proxies: [not-an-ip]\n", "is not an IP address"),
         ("input:\n  on_corrupt_file: maybe\n", "input.on_corrupt_file"),
         ("- just\n- a list\n", "must be a mapping"),
+        (b"\xff\xfe", "is not UTF-8 text (byte 0xff at line 1)"),
+        (b"link:\n  tolerance_seconds: 3 # caf\xe9\n", "is not UTF-8 text (byte 0xe9 at line 2)"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    text: str | None,
+    text: str | bytes | None,
     needle: str,
     engine: str,
 ) -> None:
     conf = tmp_path / "conf.yaml"
-    if text is not None:
+    if isinstance(text, bytes):  # a file saved in another encoding
+        conf.write_bytes(text)
+    elif text is not None:
         conf.write_text(text)
     code, err = run_cli(capsys, tmp_path, tmp_path / "c", "--conf", str(conf), engine=engine)
     assert code == 2
