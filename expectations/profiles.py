@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from expectations.suites import HOSTNAME, SuiteSettings
+from expectations.suites import SuiteSettings
 from transforms import aggregates as a
 from transforms import schema as s
 from transforms.params import ProxyRule
@@ -78,28 +78,51 @@ def curated_profile(
     return _with_constants(profile, constants, zero=("rows",))
 
 
-def example_filters(settings: SuiteSettings, proxies: tuple[ProxyRule, ...]) -> dict[str, pl.Expr]:
-    """For each row-level curated check, the rows that break it."""
+def is_host_name(name: pl.Expr) -> pl.Expr:
+    """`HOSTNAME` in polars, whose regular expressions have no lookahead: the pattern, then the
+    length."""
+    pattern = name.str.contains(s.HOST_NAME_PATTERN)
+    return pattern & (name.str.len_bytes() <= s.MAX_HOST_NAME_BYTES)
+
+
+_CURATED_SHOWN = (s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID, *GROUP_COLUMNS, s.LINK_DELTA_MS)
+_DOMAIN_SHOWN = (s.REMOTE_URL, a.REGISTERED_DOMAIN, a.CONNECTIONS, a.DEVICES)
+
+
+def example_filters(
+    settings: SuiteSettings, proxies: tuple[ProxyRule, ...]
+) -> dict[str, tuple[pl.Expr, tuple[str, ...]]]:
+    """For each row-level check, the rows of its table that break it and the columns that show
+    why (the table is the check id's first part)."""
     key = [s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID]
-    return {
+    url = pl.col(s.REMOTE_URL)
+    domain = {
+        "domain_daily.remote_url_hostname": ~is_host_name(url),
+        "domain_daily.remote_url_unique": url.is_null() | url.is_duplicated(),
+    }
+    curated: dict[str, pl.Expr] = {
         "connection_success.key_unique": pl.struct(key).is_duplicated(),
         "connection_success.only_connection_success": pl.col(s.ACTION_TYPE).ne_missing(
             s.CONNECTION_SUCCESS
         ),
         "connection_success.timestamp_from": pl.col(s.TIMESTAMP) < settings.day_start,
         "connection_success.timestamp_to": pl.col(s.TIMESTAMP) > settings.day_last,
-        "connection_success.remote_url_hostname": ~pl.col(s.REMOTE_URL).str.contains(HOSTNAME),
+        "connection_success.remote_url_hostname": ~is_host_name(pl.col(s.REMOTE_URL)),
         "connection_success.proxied_rows_carry_proxy": pl.col(s.IS_PROXIED)
         & ~proxy_match(pl.col(s.PROXY_IP), pl.col(s.PROXY_PORT), proxies),
         "connection_success.link_method_in_set": ~pl.col(s.LINK_METHOD).is_in(s.LINK_METHODS),
         "connection_success.link_delta_within_tolerance": pl.col(s.LINK_DELTA_MS).abs()
         > settings.tolerance_ms,
     }
+    return {k: (e, _CURATED_SHOWN) for k, e in curated.items()} | {
+        k: (e, _DOMAIN_SHOWN) for k, e in domain.items()
+    }
 
 
-def example_rows(staged: pl.LazyFrame, breaks: pl.Expr, limit: int = 3) -> pl.DataFrame:
+def example_rows(
+    staged: pl.LazyFrame, breaks: pl.Expr, shown: tuple[str, ...], limit: int = 3
+) -> pl.DataFrame:
     """A few staged rows that break a check, for the error message."""
-    shown = [s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID, *GROUP_COLUMNS, s.LINK_DELTA_MS]
     return staged.filter(breaks.fill_null(False)).select(shown).head(limit).collect()
 
 
@@ -131,7 +154,7 @@ def domain_daily_profile(
         s.REMOTE_URL,
         a.REGISTERED_DOMAIN,
         a.CONNECTIONS,
-        url.str.contains(HOSTNAME).alias("hostname_ok"),
+        is_host_name(url).alias("hostname_ok"),
         _key_ok(s.REMOTE_URL).alias("key_ok"),
         (reg.is_null() | (url == reg) | url.str.ends_with(pl.lit(".") + reg))
         .fill_null(False)

@@ -17,7 +17,9 @@ from transforms import aggregates as a
 from transforms import schema as s
 
 Severity = Literal["critical", "warning"]
-HOSTNAME = r"^[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?)*$"
+# The job's own host-name rule (`transforms.schema`), with the DNS length limit as a lookahead
+# for great-expectations' Python regular expressions: the check guards the normalisation.
+HOSTNAME = rf"^(?=.{{1,{s.MAX_HOST_NAME_BYTES}}}$){s.HOST_NAME_PATTERN.removeprefix('^')}"
 
 INPUT_SUITE = "input"
 CURATED_SUITE = "connection_success"
@@ -35,6 +37,7 @@ class InputThresholds:
     max_bad_value_rate: float = 0.01
     max_bad_port_rate: float = 0.01
     max_outside_partition_rate: float = 0.01
+    max_bad_host_name_rate: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -70,36 +73,58 @@ class Check:
     build: Callable[[Any, SuiteSettings], Any]  # (gx.expectations module, settings) -> Expectation
 
 
+# Each input rule as data: its id, what it means, the profile column (a share of one file's
+# rows) and the threshold setting that bounds it. The gate names the files above the bound.
+INPUT_RATES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "input.keys_not_null",
+        "DeviceId, Timestamp and ReportId are present",
+        "null_key_rate",
+        "max_null_key_rate",
+    ),
+    (
+        "input.types_castable",
+        "values parse to the contract types",
+        "bad_value_rate",
+        "max_bad_value_rate",
+    ),
+    (
+        "input.ports_in_range",
+        "RemotePort and LocalPort are integers in 0..65535",
+        "bad_port_rate",
+        "max_bad_port_rate",
+    ),
+    (
+        "input.timestamp_in_partition",
+        "Timestamp lies in its partition's date and hour, give or take the clock skew",
+        "outside_partition_rate",
+        "max_outside_partition_rate",
+    ),
+    (
+        "input.host_names_valid",
+        "a destination name (RemoteUrl, Host, SNI) is a host name once normalised; the "
+        "others are kept out of RemoteUrl either way (RemoteUrlRaw keeps the row's own)",
+        "bad_host_name_rate",
+        "max_bad_host_name_rate",
+    ),
+)
+
+
+def input_limit(settings: SuiteSettings, threshold: str) -> float:
+    """The configured bound of one input rule's rate."""
+    return float(getattr(settings.input, threshold))
+
+
 def _input_checks() -> list[Check]:
-    def rate(column: str, limit: Callable[[SuiteSettings], float]) -> Callable[[Any, Any], Any]:
+    def rate(column: str, threshold: str) -> Callable[[Any, Any], Any]:
         return lambda E, cfg: E.ExpectColumnValuesToBeBetween(
-            column=column, min_value=0, max_value=limit(cfg)
+            column=column, min_value=0, max_value=input_limit(cfg, threshold)
         )
 
     return [
-        Check(
-            "input.keys_not_null",
-            "DeviceId, Timestamp and ReportId are present",
-            "critical",
-            rate("null_key_rate", lambda c: c.input.max_null_key_rate),
-        ),
-        Check(
-            "input.types_castable",
-            "values parse to the contract types",
-            "critical",
-            rate("bad_value_rate", lambda c: c.input.max_bad_value_rate),
-        ),
-        Check(
-            "input.ports_in_range",
-            "RemotePort and LocalPort are integers in 0..65535",
-            "critical",
-            rate("bad_port_rate", lambda c: c.input.max_bad_port_rate),
-        ),
-        Check(
-            "input.timestamp_in_partition",
-            "Timestamp lies in its partition's date and hour, give or take the clock skew",
-            "critical",
-            rate("outside_partition_rate", lambda c: c.input.max_outside_partition_rate),
+        *(
+            Check(check_id, description, "critical", rate(column, threshold))
+            for check_id, description, column, threshold in INPUT_RATES
         ),
         Check(
             "input.known_action_types",

@@ -26,6 +26,7 @@ from jobs.errors import (
     EXIT_VALIDATION,
     ConfigError,
     ProxylinkError,
+    printable,
 )
 from jobs.nightly import DayOutcome
 from jobs.plan import parse_day
@@ -369,7 +370,7 @@ def _summary(report: RunReport, seconds: float) -> str:
         if report.validation.pages:
             lines.append(f"  report:   {report.validation.pages[0]}")
     for path, why in report.skipped_files:
-        lines.append(f"  skipped corrupt file {path}: {why}")
+        lines.append(f"  skipped {printable(path)}: {printable(why)}")
     return "\n".join(lines)
 
 
@@ -390,7 +391,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(_summary(outcome.report, outcome.seconds), flush=True)
         else:
             print(
-                f"proxylink: error: {outcome.day.isoformat()}: {outcome.message}", file=sys.stderr
+                f"proxylink: error: {outcome.day.isoformat()}: {printable(outcome.message or '')}",
+                file=sys.stderr,
             )
 
     outcomes = build_days(config, days, force=args.force, on_day=show, progress=_progress)
@@ -423,7 +425,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     print(f"{'date':<12} {'outcome':<18} {'seconds':>8}  detail")
     for o in outcomes:
         detail = (
-            o.message.splitlines()[0]
+            printable(o.message.splitlines()[0])
             if o.message
             else (
                 f"run {o.report.run_id}"
@@ -499,7 +501,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if report.pages:
         print(f"  report:   {report.pages[0]}")
     if not report.passed:
-        print(f"proxylink: error: {describe_failure(report)}", file=sys.stderr)
+        print(f"proxylink: error: {printable(describe_failure(report))}", file=sys.stderr)
         return EXIT_VALIDATION
     n = len(report.results)
     print(f"{args.date.isoformat()}: passed {n - len(report.warnings)} of {n} expectations")
@@ -650,7 +652,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     def show(f: FileResult) -> None:
         if f.status == "failed":
-            print(f"proxylink: error: {f.source}: {f.message}", file=sys.stderr, flush=True)
+            print(
+                f"proxylink: error: {f.source}: {printable(f.message)}", file=sys.stderr, flush=True
+            )
             return
         if f.status == "skipped":
             print(f"skipped  {f.source}: {f.message} (use --force to re-ingest)", flush=True)
@@ -712,10 +716,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except ProxylinkError as exc:
-        print(f"proxylink: error: {exc}", file=sys.stderr)
+        print(f"proxylink: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except EngineUnavailable as exc:
-        print(f"proxylink: error: {exc}", file=sys.stderr)
+        print(f"proxylink: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("proxylink: interrupted", file=sys.stderr)
@@ -728,7 +732,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
         print(
-            f"proxylink: internal error: {type(exc).__name__}: {first} (rerun with --debug)",
+            f"proxylink: internal error: {type(exc).__name__}: {printable(first)} "
+            "(rerun with --debug)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -51,7 +51,8 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         # added or redefined by proxylink (README: The curated table)
         "RemoteUrl": (
             "the real destination domain where known: the row's own, or the linked evidence's; "
-            "lower case, without scheme, path or port"
+            "lower case, without scheme, path or port, an internationalised name as IDNA "
+            "(xn--) labels; never a value that is not a host name"
         ),
         "IsProxied": "the socket went to a configured proxy",
         "ProxyIP": "the proxy; null for a direct row",
@@ -75,6 +76,11 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
             "for a leg whose socket carried plain-HTTP requests (no CONNECT): how many distinct "
             "hosts they named within the tolerance; RemoteUrl is the first request's host "
             "unless other evidence names it; null otherwise"
+        ),
+        "RemoteUrlRaw": (
+            "the row's own RemoteUrl as exported, where it is not a host name (a space, a "
+            "script URL, a control byte, a label over 63 or a name over 253 bytes), which "
+            "RemoteUrl then does not carry; null otherwise"
         ),
         "date": _PARTITION,
     },

@@ -44,6 +44,7 @@ class LinkConf(_Strict):
 class InputConf(_Strict):
     clock_skew_seconds: float = Field(300.0, ge=0, le=86400)
     on_corrupt_file: Literal["fail", "skip"] = "fail"
+    on_invalid_partition: Literal["fail", "skip"] = "fail"
 
 
 class InputExpectations(_Strict):
@@ -53,6 +54,7 @@ class InputExpectations(_Strict):
     max_bad_value_rate: float = Field(0.01, ge=0, le=1)
     max_bad_port_rate: float = Field(0.01, ge=0, le=1)
     max_outside_partition_rate: float = Field(0.01, ge=0, le=1)
+    max_bad_host_name_rate: float = Field(0.01, ge=0, le=1)
 
 
 class CuratedExpectations(_Strict):

@@ -85,7 +85,7 @@ def discover_day(config: Config, day: date, runner: Runner | None = None) -> Dis
         clock_skew_ms=round(config.input.clock_skew_seconds * 1000),
     )
     window = DayWindow.for_day(day, params)
-    planned = plan_files(config.events, window, params)
+    planned = plan_files(config.events, window, params, config.input.on_invalid_partition)
     runner = runner or runner_for(config)
     files, evidence = runner.socket_evidence(planned, window, config.input.on_corrupt_file)
     candidates = d.judge(evidence, config.discovery.rules(), config.discovery.near_misses)

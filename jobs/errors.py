@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -51,3 +52,12 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_LOCKED = 4
 EXIT_INTERNAL = 70
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control bytes escaped (`\\x00`), so that a value from the data cannot hide
+    or rewrite what a terminal shows. Line breaks and tabs stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)

@@ -21,11 +21,11 @@ from expectations.profiles import (
     summary_profiles,
 )
 from expectations.runner import ValidationReport, validate
-from expectations.suites import CURATED_SUITE, INPUT_SUITE
+from expectations.suites import CURATED_SUITE, INPUT_RATES, INPUT_SUITE, input_limit
 from jobs import publish
 from jobs.config import Config
 from jobs.discover import recorded_proxies
-from jobs.errors import InputError, ValidationFailed
+from jobs.errors import InputError, ValidationFailed, printable
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 from jobs.timing import Timer
 from transforms import schema as s
@@ -56,7 +56,7 @@ def publish_gated(
             config, window, run_id, staged, out, run_time or datetime.now(UTC)
         )
     if not validation.passed:
-        examples = failure_examples(config, window, validation, staged)
+        examples = failure_examples(config, window, validation, staged, out)
         staged.discard()
         raise ValidationFailed(describe_failure(validation, examples), validation)
     with timer.step("publish"):
@@ -90,25 +90,44 @@ def validate_staged(
 
 
 def failure_examples(
-    config: Config, window: DayWindow, validation: ValidationReport, staged: publish.Staged
+    config: Config,
+    window: DayWindow,
+    validation: ValidationReport,
+    staged: publish.Staged,
+    out: DayResult,
 ) -> list[str]:
-    """A few staged rows for each failed row-level check, formatted for the error message."""
+    """For each failed check, what broke it, formatted for the error message: the input files
+    above a rule's bound, or a few staged rows of the table it checks."""
     params = config.link_params()
     settings = config.expectations.settings(window, params.tolerance_ms)
     filters = example_filters(settings, params.proxies)
-    rows = pl.scan_parquet(staged.files(CURATED_TABLE))
+    rates = {check_id: (column, limit) for check_id, _, column, limit in INPUT_RATES}
     lines: list[str] = []
     for failed in validation.critical_failures:
-        if failed.id in filters:
-            examples = example_rows(rows, filters[failed.id])
-            lines.append(f"  example rows for {failed.id}:")
-            for row in examples.iter_rows(named=True):
-                lines.append("    " + ", ".join(f"{k}={_show(v)}" for k, v in row.items()))
+        if failed.id in rates:
+            column, threshold = rates[failed.id]
+            bound = input_limit(settings, threshold)
+            over = out.input_profile.filter(pl.col(column) > bound).sort(column, descending=True)
+            shown = [f"{r['file']} ({r[column]:.2%})" for r in over.head(5).iter_rows(named=True)]
+            more = f" and {over.height - 5} more" if over.height > 5 else ""
+            lines.append(
+                f"  files over the {threshold} of {bound:.2%} for {failed.id}: "
+                + ", ".join(shown)
+                + more
+            )
+            continue
+        table, _, _ = failed.id.partition(".")
+        if failed.id not in filters or not staged.files(table):
+            continue
+        examples = example_rows(pl.scan_parquet(staged.files(table)), *filters[failed.id])
+        lines.append(f"  example rows for {failed.id}:")
+        for row in examples.iter_rows(named=True):
+            lines.append("    " + ", ".join(f"{k}={_show(v)}" for k, v in row.items()))
     return lines
 
 
 def _show(value: Any) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    return value.isoformat() if isinstance(value, datetime) else printable(str(value))
 
 
 def reports_dir(config: Config) -> Path:
@@ -123,7 +142,8 @@ def describe_failure(report: ValidationReport, examples: list[str] | None = None
         return f"validation could not run ({report.error}); nothing was published"
     lines = ["critical expectations failed; nothing was published:"]
     for r in report.critical_failures:
-        shown = ", ".join(repr(v) for v in r.unexpected[:3])
+        # A verdict column's False says nothing; the example lines show the offending rows.
+        shown = ", ".join(repr(v) for v in r.unexpected[:3] if not isinstance(v, bool))
         lines.append(
             f"  {r.id}: {r.description} (observed {r.observed}"
             + (f"; e.g. {shown}" if shown else "")

@@ -76,7 +76,7 @@ def scan_lake(planned: list[PlannedFile], on_corrupt: str) -> LakeScan:
             kept.append(f)
         elif on_corrupt == "skip":
             log.warning("skipping corrupt file %s: %s", f.path, problem)
-            skipped.append((str(f.path), problem))
+            skipped.append((str(f.path), f"corrupt file: {problem}"))
         else:
             raise InputError(f"{f.path}: {problem} (set input.on_corrupt_file: skip to skip it)")
     if not kept:

@@ -26,7 +26,7 @@ from jobs.gate import last_published, publish_gated
 from jobs.lock import curated_lock
 from jobs.logs import run_context
 from jobs.manifest import manifest_path, versions, write_manifest
-from jobs.plan import PlannedFile, plan_files
+from jobs.plan import PlannedFile, plan
 from jobs.publish import CURATED_TABLE
 from jobs.stage import STAGED_TABLES, StageTargets
 from jobs.suffixes import describe as describe_suffixes
@@ -134,7 +134,10 @@ def _run_locked(
     window = DayWindow.for_day(day, params)
 
     with timer.step("plan"):
-        planned = plan_files(events_root, window, params)
+        layout = plan(events_root, window, params, config.input.on_invalid_partition)
+        planned = layout.files
+    for path, why in layout.skipped:
+        log.warning("run %s: not reading %s: %s", run_id, path, why)
     print_ = fingerprint(planned, config, configured.discovery.basis() if discovery else None)
     last = last_published(curated_root, day)
     if not force and last is not None and last.get("fingerprint") == print_:
@@ -178,7 +181,7 @@ def _run_locked(
         tables={name: str(path) for name, path in tables.items()},
         manifest=manifest_path(curated_root, day.isoformat(), run_id),
         durations=timer.durations,
-        skipped_files=built.skipped,
+        skipped_files=[*layout.skipped, *built.skipped],
         validation=validation,
         discovered_proxies=discovery.proxies if discovery else None,
     )
@@ -203,7 +206,7 @@ def _run_locked(
             "context_end": window.context_end.isoformat(),
         },
         "inputs": [_input_entry(f) for f in planned],
-        "skipped_files": [{"path": p, "why": w} for p, w in built.skipped],
+        "skipped_files": [{"path": p, "why": w} for p, w in report.skipped_files],
         "counts": out.counts,
         "reconciliation": reconcile(out.counts),
         "reject_reasons": out.reject_reasons,

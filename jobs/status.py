@@ -48,7 +48,8 @@ def day_status(config: Config, day: date) -> DayStatus:
             config = config.with_proxies(recorded_proxies(pub))
         params = config.link_params()
         try:
-            planned = plan_files(events, DayWindow.for_day(day, params), params)
+            window = DayWindow.for_day(day, params)
+            planned = plan_files(events, window, params, config.input.on_invalid_partition)
             now_print = fingerprint(planned, config, discovery)
             changed = "no" if now_print == pub.get("fingerprint") else "yes"
         except InputError:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import frame, http_row, leg, np_row, ssl_row, write_lake
+from helpers import direct, frame, http_row, leg, np_row, ssl_row, write_lake
 
 from jobs.cli import main
 from transforms import schema as s
@@ -375,3 +375,85 @@ def test_files_typed_by_different_writers_are_one_lake(
     ]
     assert cur[s.LOCAL_PORT].to_list() == [50001, 50002, 50003]
     assert cur["InitiatingProcessFileName"].to_list() == ["msedge.exe", "msedge.exe", None]
+
+
+# --- destination names: one bad value never blocks the day ----------------------------------
+
+LONG_NAME = ".".join(["a" * 60] * 165)  # 9,959 bytes
+NOT_NAMES = ["exa mple.com", "javascript:alert(1)", "evil\x00.example.com", "a" * 64 + ".com",
+             LONG_NAME]  # fmt: skip
+IDN = {"bücher.example.de": "xn--bcher-kva.example.de", "💩.la": "xn--ls8h.la",
+       "HTTPS://BÜCHER.Example.DE/katalog": "xn--bcher-kva.example.de"}  # fmt: skip
+
+
+def named_rows(names: list[str], good: int) -> pl.DataFrame:
+    """`good` direct rows with a clean name, then one direct row and one proxied pair per name
+    (a leg and its network-protection row naming it): the pair's leg then has no evidence."""
+    rows = [direct(i * 10, **{s.REMOTE_URL: "ok.example.com", s.LOCAL_PORT: 1000 + i})
+            for i in range(good)]  # fmt: skip
+    for i, name in enumerate(names):
+        rows.append(direct(60_000 + i * 10, **{s.REMOTE_URL: name, s.LOCAL_PORT: 20000 + i}))
+        rows += [leg(90_000 + i * 10, 30000 + i), np_row(90_005 + i * 10, name, 30000 + i)]
+    return frame(rows)
+
+
+def test_international_names_are_kept_as_idna_and_non_names_never_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
+) -> None:
+    names = [*IDN, *NOT_NAMES]
+    events = write_lake(tmp_path, named_rows(names, good=1500))
+    (tmp_path / "d.yaml").write_text("{}")
+    code, err = run_cli(capsys, events, tmp_path / "cur", "--conf", str(tmp_path / "d.yaml"),
+                        engine=engine)  # fmt: skip
+    assert code == 0, err  # defaults: 5 bad of ~1,530 rows in the file is under 1 %
+    cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
+    assert cur.height == 1500 + 2 * len(names)  # every connection is published once
+    direct_rows = cur.filter(pl.col(s.LOCAL_PORT).is_between(20000, 20100)).sort(s.LOCAL_PORT)
+    assert direct_rows[s.REMOTE_URL].to_list() == [*IDN.values(), *[None] * len(NOT_NAMES)]
+    assert direct_rows[s.REMOTE_URL_RAW].to_list() == [*[None] * len(IDN), *NOT_NAMES]
+    legs = cur.filter(pl.col(s.LOCAL_PORT).is_between(30000, 30100)).sort(s.LOCAL_PORT)
+    assert legs[s.REMOTE_URL].to_list() == [*IDN.values(), *[None] * len(NOT_NAMES)]
+    assert legs[s.LINK_METHOD].to_list() == ["socket"] * len(IDN) + ["unlinked"] * len(NOT_NAMES)
+    assert cur[s.REMOTE_URL].drop_nulls().str.len_bytes().max() <= 253
+    profile = {r["file"]: r for r in manifest(tmp_path / "cur")["input_profile"]}
+    (file_profile,) = profile.values()
+    assert file_profile["bad_host_name_rate"] == pytest.approx(10 / (1500 + 3 * len(names)))
+
+
+def test_many_names_that_are_not_host_names_fail_the_day_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
+) -> None:
+    events = write_lake(tmp_path, named_rows(NOT_NAMES, good=20))
+    (tmp_path / "d.yaml").write_text("{}")
+    code, err = run_cli(capsys, events, tmp_path / "cur", "--conf", str(tmp_path / "d.yaml"),
+                        engine=engine)  # fmt: skip
+    assert code == 1
+    assert "input.host_names_valid" in err and "part-0.parquet" in err, err
+    assert "files over the max_bad_host_name_rate of 1.00%" in err
+    assert "\x00" not in err  # control bytes are escaped in what the job prints
+    assert not (tmp_path / "cur" / "connection_success" / "_delta_log").exists()
+
+
+def test_a_file_in_an_invalid_partition_fails_the_day_or_is_skipped_and_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
+) -> None:
+    events = write_lake(tmp_path, frame([leg(0, 50001), np_row(5, "a.example.com", 50001)]))
+    stray = events / f"date={DAY}" / "hour=99" / "part-0.parquet"
+    stray.parent.mkdir()
+    frame([leg(10, 50002)]).write_parquet(stray)
+    code, err = run_cli(capsys, events, tmp_path / "cur", engine=engine)
+    assert code == 3
+    (line,) = error_lines(err)
+    assert line.startswith(f"proxylink: error: {DAY}: {stray} is in hour=99/: the hour '99' is")
+    assert "input.on_invalid_partition: skip" in line
+
+    conf = tmp_path / "skip.yaml"
+    conf.write_text(TOLERANT + "input: {on_invalid_partition: skip}\n")
+    code, err = run_cli(capsys, events, tmp_path / "cur", "--conf", str(conf), engine=engine)
+    assert code == 0, err
+    m = manifest(tmp_path / "cur")
+    why = "in hour=99/: the hour '99' is not 0..23: invalid partition, skipped"
+    assert m["skipped_files"] == [{"path": str(stray), "why": why}]
+    assert m["counts"]["rows_in_day"] == 2  # the stray file's row is not counted
+    assert str(stray) not in [f["path"] for f in m["inputs"]]
+    assert f"not reading {stray}: {why}" in err  # the warning

@@ -142,6 +142,7 @@ DEFECTS: dict[str, Defect] = {
     "input.types_castable": _input_rate("bad_value_rate"),
     "input.ports_in_range": _input_rate("bad_port_rate"),
     "input.timestamp_in_partition": _input_rate("outside_partition_rate"),
+    "input.host_names_valid": _input_rate("bad_host_name_rate"),
     "connection_success.key_unique": lambda df, c, i: (
         pl.concat([df, df.head(1)]),
         {
@@ -246,6 +247,23 @@ def test_summary_table_defect_blocks_publishing(published: tuple[Config, Path], 
     assert {t: DeltaTable(str(root / t)).version() for t in versions} == versions
     assert pl.read_delta(str(root / name)).drop("date").equals(good)
     assert not any(p.exists() for p in paths), "staged files are cleaned up"
+
+
+def test_summary_failure_shows_the_offending_values_not_verdicts(
+    published: tuple[Config, Path],
+) -> None:
+    config, _ = published
+    good = _good_summaries(published[1])[DOMAIN_DAILY_TABLE]
+    bad = _set(good, 0, RemoteUrl="evil\x00.Example.COM/")
+    staged, out, _ = _stage(config, *_good(config), summaries={DOMAIN_DAILY_TABLE: bad})
+    window = DayWindow.for_day(DAY, config.link_params())
+    with pytest.raises(ValidationFailed) as failed:
+        publish_gated(config, window, "test-run", staged, out)
+    message = str(failed.value)
+    assert "domain_daily.remote_url_hostname" in message
+    assert "e.g. False" not in message
+    assert "example rows for domain_daily.remote_url_hostname:" in message
+    assert "RemoteUrl=evil\\x00.Example.COM/" in message  # the value, its NUL escaped
 
 
 def test_good_staged_data_is_published(published: tuple[Config, Path]) -> None:

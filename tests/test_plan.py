@@ -9,7 +9,7 @@ import pytest
 from helpers import frame, leg, write_lake
 
 from jobs.errors import InputError
-from jobs.plan import parse_day, plan_files
+from jobs.plan import parse_day, plan, plan_files
 from transforms.params import DayWindow, LinkParams, parse_proxy
 
 PARAMS = LinkParams(proxies=(parse_proxy("10.20.0.5"),), tolerance_ms=5000, clock_skew_ms=300_000)
@@ -40,13 +40,71 @@ def test_daily_lake_reads_neighbouring_days(tmp_path: Path) -> None:
     assert sorted(f.path.parent.name for f in planned) == ["date=2026-11-01", "date=2026-11-02"]
 
 
-def test_hidden_and_non_parquet_files_are_ignored(tmp_path: Path) -> None:
+def test_markers_are_ignored_and_other_files_are_listed_not_read(tmp_path: Path) -> None:
     folder = tmp_path / "date=2026-11-01" / "hour=03"
     _touch(folder)
     for name in ("_SUCCESS", ".part-0.parquet.crc", "notes.txt"):
         (folder / name).write_text("x")
-    planned = plan_files(tmp_path, DayWindow.for_day(DAY, PARAMS), PARAMS)
-    assert [f.path.name for f in planned] == ["part-0.parquet"]
+    _touch(tmp_path / "date=2026-11-01" / "_temporary" / "0")  # a Spark writer mid-write
+    got = plan(tmp_path, DayWindow.for_day(DAY, PARAMS), PARAMS)
+    assert [f.path.name for f in got.files] == ["part-0.parquet"]
+    assert got.skipped == [
+        (
+            str(tmp_path / "date=2026-11-01" / "_temporary" / "0" / "part-0.parquet"),
+            "in the hidden or temporary folder _temporary/ (not read)",
+        ),
+        (str(folder / "notes.txt"), "not a .parquet file"),
+    ]
+
+
+INVALID = {
+    "hour=99": "in hour=99/: the hour '99' is not 0..23",
+    "hour=-1": "in hour=-1/: the hour '-1' is not 0..23",
+    "hour=10/extra=1": "in hour=10/extra=1/, below the hour partition",
+    "sub/deeper": "in sub/, which is not an hour=HH partition",
+}
+
+
+@pytest.mark.parametrize("folder", sorted(INVALID))
+def test_a_file_outside_a_valid_partition_of_day_d_is_an_input_error(
+    tmp_path: Path, folder: str
+) -> None:
+    _touch(tmp_path / "date=2026-11-01" / "hour=10")
+    _touch(tmp_path / "date=2026-11-01" / folder)
+    stray = tmp_path / "date=2026-11-01" / folder / "part-0.parquet"
+    window = DayWindow.for_day(DAY, PARAMS)
+    with pytest.raises(InputError) as err:
+        plan(tmp_path, window, PARAMS)
+    assert str(err.value) == (
+        f"{stray} is {INVALID[folder]}; fix the lake's layout, or set "
+        "input.on_invalid_partition: skip to leave such files out and list them"
+    )
+    got = plan(tmp_path, window, PARAMS, on_invalid="skip")
+    assert [f.path.parent.name for f in got.files] == ["hour=10"]
+    assert got.skipped == [(str(stray), f"{INVALID[folder]}: invalid partition, skipped")]
+
+
+def test_invalid_folders_of_a_neighbouring_date_are_listed_not_fatal(tmp_path: Path) -> None:
+    _touch(tmp_path / "date=2026-11-01" / "hour=00")
+    _touch(tmp_path / "date=2026-10-31" / "hour=23")
+    _touch(tmp_path / "date=2026-10-31" / "hour=24")
+    got = plan(tmp_path, DayWindow.for_day(DAY, PARAMS), PARAMS)
+    assert sorted(f.path.parent.name for f in got.files) == ["hour=00", "hour=23"]
+    stray = tmp_path / "date=2026-10-31" / "hour=24" / "part-0.parquet"
+    why = "in hour=24/: the hour '24' is not 0..23: invalid partition of 2026-10-31"
+    assert got.skipped == [(str(stray), why)]
+
+
+def test_a_symlinked_folder_is_never_followed_out_of_the_lake(tmp_path: Path) -> None:
+    lake, outside = tmp_path / "lake", tmp_path / "outside"
+    _touch(lake / "date=2026-11-01" / "hour=00")
+    _touch(outside / "hour=05")
+    (lake / "date=2026-11-01" / "hour=05").symlink_to(outside / "hour=05")
+    got = plan(lake, DayWindow.for_day(DAY, PARAMS), PARAMS)
+    assert all(f.path.is_relative_to(lake) and not f.path.parent.is_symlink() for f in got.files)
+    assert [f.path.parent.name for f in got.files] == ["hour=00"]
+    link = lake / "date=2026-11-01" / "hour=05"
+    assert got.skipped == [(str(link), "a symbolic link to a folder, not followed")]
 
 
 def test_missing_root_and_missing_day_are_input_errors(tmp_path: Path) -> None:

@@ -43,10 +43,11 @@ INPUT_COUNTS = pl.Schema(
         "bad_value": pl.Int64(),
         "bad_port": pl.Int64(),
         "outside_partition": pl.Int64(),
+        "bad_host_name": pl.Int64(),  # named a destination that is not a host name (not rejected)
         "unknown": pl.List(pl.String()),  # ActionTypes Defender does not document, distinct
     }
 )
-_RATES = ("null_key", "bad_value", "bad_port", "outside_partition")
+_RATES = ("null_key", "bad_value", "bad_port", "outside_partition", "bad_host_name")
 
 # Link counts that add up; the rates of `link_stats` are derived from them.
 LINK_COUNTS = (

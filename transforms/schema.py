@@ -101,6 +101,7 @@ LINK_DELTA_MS: Final = "LinkDeltaMs"
 EVIDENCE_SOURCE: Final = "EvidenceSource"
 EVIDENCE_REPORT_ID: Final = "EvidenceReportId"
 REQUEST_HOSTS: Final = "RequestHosts"
+REMOTE_URL_RAW: Final = "RemoteUrlRaw"
 
 ADDED_COLUMNS: Final = (
     IS_PROXIED,
@@ -112,7 +113,18 @@ ADDED_COLUMNS: Final = (
     EVIDENCE_SOURCE,
     EVIDENCE_REPORT_ID,
     REQUEST_HOSTS,
+    REMOTE_URL_RAW,
 )
+
+# --- host names ------------------------------------------------------------------------------
+# What a destination name must be once normalised, to be published as `RemoteUrl` or to count
+# as evidence: a DNS name in ASCII, lower case (an internationalised name as its IDNA A-labels,
+# `xn--...`), labels of letters, digits, `_` and `-` (not at either end), at most 63 bytes a
+# label and 253 in all. A named value that is not one is kept out of `RemoteUrl`.
+HOST_LABEL: Final = r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?"
+HOST_NAME_PATTERN: Final = rf"^{HOST_LABEL}(?:\.{HOST_LABEL})*$"
+MAX_HOST_NAME_BYTES: Final = 253
+MAX_HOST_LABEL_BYTES: Final = 63
 
 METHOD_DIRECT: Final = "direct"
 METHOD_SOCKET: Final = "socket"

@@ -17,6 +17,7 @@ from transforms.engine import INPUT_COUNTS
 from transforms.params import DayWindow
 from transforms.polars_engine import aggregates
 from transforms.polars_engine.classify import (
+    BAD_NAME,
     DEV,
     DIRECT,
     DOMAIN,
@@ -166,7 +167,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
 
     The rows stream through the plan twice (once for the fates, once for the curated rows'
     columns) instead of one eager frame holding every link column for every row."""
-    needed = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN, s.REPORT_ID, TARGET_PORT]
+    needed = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN, s.REPORT_ID, TARGET_PORT, BAD_NAME]
     day = events.select(*needed, HOME_DAY).filter(pl.col(HOME_DAY) == window.day)
     links = result.links.rename({LEG_ID: ID})
     used = result.used_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
@@ -257,6 +258,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
             .cast(pl.Int64)
             .alias(s.EVIDENCE_REPORT_ID),
             pl.when(is_leg).then(pl.col(REQ_HOSTS)).cast(pl.Int32).alias(s.REQUEST_HOSTS),
+            BAD_NAME,
             _PROXY_FILE,
             _PROXY_ROW,
         )
@@ -358,6 +360,7 @@ def curated_rows(
     ordered = [*source, *s.ADDED_COLUMNS]
     return (
         picked.pipe(coerce)
+        .with_columns(pl.when(pl.col(BAD_NAME)).then(pl.col(s.REMOTE_URL)).alias(s.REMOTE_URL_RAW))
         .drop(s.REMOTE_URL)
         .rename({f"{s.REMOTE_URL}_right": s.REMOTE_URL})
         .join(proxies.lazy(), on=[FILE, ROW], how="left")
@@ -509,6 +512,7 @@ def input_counts(events: pl.DataFrame, window: DayWindow) -> pl.DataFrame:
             bad_value.sum().alias("bad_value"),
             reasons.is_in(["bad_LocalPort", "bad_RemotePort"]).sum().alias("bad_port"),
             (reasons == "Timestamp_outside_partition").sum().alias("outside_partition"),
+            pl.col(BAD_NAME).sum().alias("bad_host_name"),
             pl.col(UNKNOWN_ACTION).drop_nulls().unique().sort().alias("unknown"),
         )
         .select(FILE, *[pl.col(c).fill_null(0) for c in counts], "unknown")

@@ -36,6 +36,7 @@ DOMAIN_CODE = "_dom"  # integer code of the domain
 DOMAIN = "_domain"
 TARGET_PORT = "_target_port"
 TO_PROXY = "_to_proxy"
+BAD_NAME = "_bad_name"  # the row named a destination that is not a host name
 
 # Roles. `np2` is a network-protection row whose socket shows the real target: evidence if it
 # matches a leg on its socket or process, a direct connection otherwise. `http` is a CONNECT
@@ -78,27 +79,66 @@ NARROW_COLUMNS = (
     PART_DAY,
     OUTSIDE_HOUR,
     UNKNOWN_ACTION,
+    BAD_NAME,
 )
 
 
-def normalise_domain(frame: pl.LazyFrame, source: str, target: str) -> pl.LazyFrame:
-    """A host name as analysts compare it: lower case, no scheme, path, user or port.
+# A name that is already clean: one regular expression without counted repetition, and no
+# longer than one label may be, so that its labels need no counting. The rest is rewritten.
+_CLEAN = r"^[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?)*$"
+
+
+def normalise_domain(
+    frame: pl.LazyFrame, source: str, target: str, invalid: str | None = None
+) -> pl.LazyFrame:
+    """A host name as analysts compare it: lower case, no scheme, path, user or port, and an
+    internationalised name as its IDNA A-labels (`bücher.de` is `xn--bcher-kva.de`).
+
+    A value that is still not a host name (`s.HOST_NAME_PATTERN`, DNS length limits) gives a
+    null name: `exa mple.com`, `javascript:alert(1)`, a NUL byte, a 300-byte label. `invalid`,
+    if given, names a column that flags those rows, so that the job counts them.
 
     Most names are already clean; only the others go through the rewriting. Each step is its own
     column so that the engine evaluates it once.
     """
-    clean = pl.col(source).str.contains(r"^[a-z0-9_]([a-z0-9_.\-]*[a-z0-9_])?$")
-    frame = frame.with_columns(pl.when(~clean).then(pl.col(source)).alias("_messy"))
+    value = pl.col(source)
+    clean = value.str.contains(_CLEAN) & (value.str.len_bytes() <= s.MAX_HOST_LABEL_BYTES)
+    frame = frame.with_columns(pl.when(~clean).then(value).alias("_messy"))
     e = pl.col("_messy").str.strip_chars().str.to_lowercase()
     e = e.str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
     e = e.str.replace(r"[/?#].*$", "")
     e = e.str.replace(r"^[^@]*@", "")
     e = e.str.replace(r":[0-9]*$", "")
     e = e.str.strip_chars_end(".")
+    e = e.map_batches(_a_labels, return_dtype=pl.String, is_elementwise=True)
     frame = frame.with_columns(e.alias("_fixed"))
-    fixed = pl.col("_fixed")
-    value = pl.when(pl.col("_messy").is_null()).then(pl.col(source)).when(fixed != "").then(fixed)
-    return frame.with_columns(value.alias(target)).drop("_messy", "_fixed")
+    fixed, messy = pl.col("_fixed"), pl.col("_messy")
+    valid = fixed.str.contains(s.HOST_NAME_PATTERN) & (
+        fixed.str.len_bytes() <= s.MAX_HOST_NAME_BYTES
+    )
+    name = pl.when(messy.is_null()).then(value).when(valid.fill_null(False)).then(fixed)
+    columns = [name.alias(target)]
+    if invalid is not None:
+        columns.append((messy.is_not_null() & ~valid.fill_null(False)).alias(invalid))
+    return frame.with_columns(columns).drop("_messy", "_fixed")
+
+
+def _a_labels(names: pl.Series) -> pl.Series:
+    """Names with letters outside ASCII as IDNA A-labels (Python's `idna` codec: IDNA 2003,
+    nameprep: case-folded and NFKC-mapped), or null where there is none. Each distinct name is
+    converted once; the others pass through."""
+    wide = names.filter(names.str.contains(r"[^\x00-\x7f]")).unique()
+    if wide.is_empty():
+        return names
+    old = wide.to_list()
+    return names.replace(old, [_a_label(name) for name in old])
+
+
+def _a_label(name: str) -> str | None:
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or over-long label, or a character IDNA prohibits
+        return None
 
 
 _METHOD, _AUTHORITY = "_method", "_authority"
@@ -191,13 +231,17 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         named.alias("_named"),
         target_port.alias(TARGET_PORT),
         to_proxy.alias(TO_PROXY),
-    ).pipe(normalise_domain, "_named", DOMAIN)
+    ).pipe(normalise_domain, "_named", DOMAIN, BAD_NAME)
     has_domain = pl.col(DOMAIN).is_not_null()
     proxied = pl.col(TO_PROXY)
     has_process = pl.col(s.PROCESS_ID).fill_null(0) != 0
     success = action == s.CONNECTION_SUCCESS
+    # A network-protection row on the proxy socket that names no host name (`exa mple.com`) is
+    # neither evidence nor a second connection of its socket.
     role = (
-        pl.when(success & proxied & ~has_domain)
+        pl.when(success & proxied & pl.col(BAD_NAME))
+        .then(pl.lit(OTHER, ROLES))
+        .when(success & proxied & ~has_domain)
         .then(pl.lit(LEG, ROLES))
         .when(success & proxied)
         .then(pl.lit(NP, ROLES))
