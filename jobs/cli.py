@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -476,7 +478,7 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
         verb = "would vacuum" if args.dry_run else "vacuumed"
         print(
             f"{t.table}: compacted {t.files_removed} files into {t.files_added}, "
-            f"{verb} {t.vacuumed} files, version {t.version}"
+            f"{verb} {t.vacuumed} files and {t.orphans} orphaned, version {t.version}"
         )
     return EXIT_OK
 
@@ -695,10 +697,21 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_INPUT if report.failed else EXIT_OK
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which systemd, Airflow and Kubernetes send to stop a job: unwound like Ctrl-C,
+    so that staged files are removed and the lock released, and exit 143 (128 + 15)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.log_format, args.debug)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     handlers = {
         "sample": _cmd_sample,
         "run": _cmd_run,
@@ -721,9 +734,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EngineUnavailable as exc:
         print(f"proxylink: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("proxylink: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # `proxylink sql ... | head` closed the pipe: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

@@ -6,6 +6,7 @@ An invalid setting is reported in one line that names the file and the setting.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from expectations.suites import (
 from jobs.errors import ConfigError
 from transforms.discover import DiscoveryRules
 from transforms.params import DayWindow, LinkParams, parse_proxy
+
+log = logging.getLogger(__name__)
 
 AUTO = "auto"  # `proxies: auto`: discover the proxies of each day from its data
 
@@ -302,7 +305,30 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         Config.model_validate(data)
         if overrides:
             source = f"{source} + command line"
-            return Config.model_validate(_merge(data, overrides))
-        return Config.model_validate(data)
+            config = Config.model_validate(_merge(data, overrides))
+        else:
+            config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, source)) from None
+    warn_wide_proxies(config.proxies, source)
+    return config
+
+
+def warn_wide_proxies(proxies: tuple[str, ...], source: str) -> list[str]:
+    """A proxy range wider than a /8 (`0.0.0.0/0`) makes nearly every connection proxied: it is
+    accepted, since a lab may mean it, but never silently. Returns the ranges warned about."""
+    wide = []
+    for text in proxies:
+        if text == AUTO:
+            continue
+        net = ipaddress.ip_network(parse_proxy(text).network)
+        if net.version == 4 and net.prefixlen < 8:
+            wide.append(text)
+            log.warning(
+                "proxy range %s (%s) covers %s addresses, wider than a /8: every connection to "
+                "it counts as proxied; list the proxies' own addresses unless that is meant",
+                text,
+                source,
+                f"{net.num_addresses:,}",
+            )
+    return wide

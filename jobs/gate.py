@@ -27,6 +27,7 @@ from jobs.config import Config
 from jobs.discover import recorded_proxies
 from jobs.errors import InputError, ValidationFailed, printable
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from jobs.tables import scan
 from jobs.timing import Timer
 from transforms import schema as s
 from transforms.aggregates import SUMMARY_TABLES
@@ -187,11 +188,10 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
         config = config.with_proxies(recorded_proxies(manifest))
     params = config.link_params()
     window = DayWindow.for_day(day, params)
-    table = curated_root / CURATED_TABLE
     date_filter = pl.col(s.PARTITION_DATE) == day
     try:
-        rows = pl.scan_delta(str(table)).filter(date_filter).drop(s.PARTITION_DATE)
-        rejects = pl.scan_delta(str(curated_root / REJECTS_TABLE)).filter(date_filter)
+        rows = scan(curated_root, CURATED_TABLE).filter(date_filter).drop(s.PARTITION_DATE)
+        rejects = scan(curated_root, REJECTS_TABLE).filter(date_filter)
         rejects_rows = rejects.select(pl.len()).collect().item()
     except Exception as exc:
         raise InputError(f"cannot read the published tables under {curated_root}: {exc}") from None
@@ -204,7 +204,7 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
     recorded = manifest.get("tables", {})
     try:
         summaries: dict[str, pl.LazyFrame] = {
-            name: pl.scan_delta(str(curated_root / name)).filter(date_filter)
+            name: scan(curated_root, name).filter(date_filter)
             for name in SUMMARY_TABLES
             if name in recorded
         }

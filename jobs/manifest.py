@@ -29,6 +29,40 @@ def manifest_path(curated: Path, day: str, run_id: str) -> Path:
     return curated / "_manifests" / f"date={day}" / f"{run_id}.json"
 
 
+SNAPSHOT = "_snapshot.json"
+
+
+def snapshot_path(curated: Path) -> Path:
+    """`<curated>/_snapshot.json`: the table versions of the last complete publish (beside the
+    manifests folder, so that tools that read every manifest never mistake it for one)."""
+    return curated / SNAPSHOT
+
+
+def write_snapshot(curated: Path, run_id: str, day: str, versions: dict[str, int]) -> None:
+    """Record the versions a run committed, once all its commits and its manifest are done.
+
+    A run publishes its tables in one commit each, so a run killed between two commits leaves
+    some tables a version ahead. Readers pin each table at the version recorded here, and so
+    always see the tables of one complete publish."""
+    known = read_snapshot(curated)
+    known.update(versions)
+    body = {"run_id": run_id, "date": day, "tables": known}
+    write_manifest(snapshot_path(curated), body)
+
+
+def read_snapshot(curated: Path) -> dict[str, int]:
+    """Table name -> the version of the last complete publish; empty before the first one (or
+    for a root published before the snapshot was recorded: its tables are read as they are)."""
+    path = snapshot_path(curated)
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read the snapshot {path}: {exc}") from None
+    return {str(k): int(v) for k, v in body.get("tables", {}).items()}
+
+
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Write atomically (temp file + rename) so a reader never sees half a manifest."""
     try:

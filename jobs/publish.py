@@ -130,13 +130,21 @@ def commit_partition(staged: StagedFiles, empty_schema: pa.Schema | None = None)
     else:
         schema = current  # keeps column metadata, e.g. comments a metastore wrote (proxylink ddl)
     changes: list[AddAction | RemoveAction] = list(actions)
-    table.create_write_transaction(
-        changes,
-        mode="overwrite",
-        schema=DeltaSchema.from_arrow(schema),
-        partition_by=[s.PARTITION_DATE],
-        partition_filters=[(s.PARTITION_DATE, "=", day)],
-    )
+    try:
+        table.create_write_transaction(
+            changes,
+            mode="overwrite",
+            schema=DeltaSchema.from_arrow(schema),
+            partition_by=[s.PARTITION_DATE],
+            partition_filters=[(s.PARTITION_DATE, "=", day)],
+        )
+    except OSError as exc:  # the log entry could not be written: the table is unchanged
+        raise OutputError(f"cannot commit to {uri}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        if "os error" not in str(exc).lower():
+            raise
+        first = str(exc).strip().splitlines()[0]
+        raise OutputError(f"cannot commit to {uri}: {first}") from None
     return DeltaTable(uri).version()
 
 

@@ -82,7 +82,9 @@ def run_query(
             "among the published tables"
         )
     published = open_tables(root)
-    con = connect(published, writable=[out] if out is not None else [])
+    # DuckDB writes over an existing file through `tmp_<name>` beside it, then renames.
+    writable = [out, out.with_name(f"tmp_{out.name}")] if out is not None else []
+    con = connect(published, writable=writable)
     try:
         try:
             rel = con.sql(statement)

@@ -7,6 +7,7 @@ report shows exactly what readers of the tables see. The page itself is drawn by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +29,7 @@ from jobs.report_html import (
     ValidationSummary,
     render,
 )
+from jobs.tables import scan
 from transforms import schema as s
 from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 
@@ -45,14 +47,18 @@ def default_path(curated_root: Path, day: date) -> Path:
 def write_report(curated_root: Path, day: date, days: int = 30, out: Path | None = None) -> Path:
     """Render day D's report and write it atomically; returns its path."""
     path = out or default_path(curated_root, day)
+    if path.is_dir():  # --out DIR: the page goes into it, under the day's name
+        path = path / f"{day.isoformat()}.html"
     data = gather(curated_root, day, days, report_dir=path.parent)
     page = render(data)
+    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(page, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
+        with contextlib.suppress(OSError):  # never leave a half-written page behind
+            tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write report {path}: {exc.strerror or exc}") from None
     log.info("wrote daily report %s", path)
     return path
@@ -123,7 +129,7 @@ def gather(
 
 def _scan(table: Path) -> pl.LazyFrame:
     try:
-        return pl.scan_delta(str(table))
+        return scan(table.parent, table.name)
     except Exception as exc:
         raise InputError(f"cannot read the Delta table {table}: {_first_line(exc)}") from None
 

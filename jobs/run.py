@@ -25,7 +25,7 @@ from jobs.errors import ValidationFailed
 from jobs.gate import last_published, publish_gated
 from jobs.lock import curated_lock
 from jobs.logs import run_context
-from jobs.manifest import manifest_path, versions, write_manifest
+from jobs.manifest import manifest_path, versions, write_manifest, write_snapshot
 from jobs.plan import PlannedFile, plan
 from jobs.publish import CURATED_TABLE
 from jobs.stage import STAGED_TABLES, StageTargets
@@ -159,9 +159,14 @@ def _run_locked(
     preload_expectations()
     tables = {name: curated_root / name for name in STAGED_TABLES}
     targets = StageTargets(tables, day, run_id)
-    built = runner.build(
-        planned, window, params, config.input.on_corrupt_file, targets, suffix_rules(), timer
-    )
+    try:
+        built = runner.build(
+            planned, window, params, config.input.on_corrupt_file, targets, suffix_rules(), timer
+        )
+    except BaseException:  # a failed write, an interrupt: leave no staged file behind
+        for leftover in targets.orphans(set()):
+            leftover.unlink(missing_ok=True)
+        raise
     out = built.result
     staged = publish.Staged({name: (tables[name], built.staged[name]) for name in tables}, day)
     failure: ValidationFailed | None = None
@@ -225,6 +230,7 @@ def _run_locked(
     write_manifest(report.manifest, manifest)
     if failure is not None:
         raise failure
+    write_snapshot(curated_root, run_id, day.isoformat(), versions_published)
     return report
 
 

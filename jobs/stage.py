@@ -8,11 +8,14 @@ file, and the runner commits exactly the files of the attempts that succeeded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from jobs import publish
 from jobs.errors import OutputError
@@ -56,7 +59,24 @@ def sink(frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int) -> 
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except pl.exceptions.ComputeError as exc:  # polars reports a failed write (full disk) so
+        io = _IO_ERROR.search(str(exc))
+        if io is None and "thrift: transport error" not in str(exc):
+            raise  # not the write: `lake.guarded` names the input file
+        path.unlink(missing_ok=True)
+        why = io[1] if io else "the file's footer could not be written (is the disk full?)"
+        raise OutputError(f"cannot write {path}: {why}") from None
+    try:  # polars has been seen to end a write cut short by a full disk without an error
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        path.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write {path}: the file was left incomplete ({exc}); is the disk full?"
+        ) from None
     return path
+
+
+_IO_ERROR = re.compile(r"IO error: ([^\n(]*\(os error \d+\))")
 
 
 def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[str, list[Path]]:

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
 from jobs.errors import ConfigError, InputError
+from jobs.manifest import read_snapshot
 from jobs.publish import CURATED_TABLE, REJECTS_TABLE
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,40 @@ def open_tables(root: Path, only: Sequence[str] | None = None) -> list[Published
                 f"unknown table(s) {', '.join(unknown)}; published: {', '.join(names)}"
             )
         names = [n for n in names if n in only]
-    return [PublishedTable(n, root / n, DeltaTable(str(root / n))) for n in names]
+    pins = read_snapshot(root)
+    return [PublishedTable(n, root / n, _pinned(root / n, pins.get(n))) for n in names]
+
+
+def _pinned(path: Path, pin: int | None) -> DeltaTable:
+    """The table at the version of the last complete publish: a newer version comes from a run
+    that stopped between its commits, and is not read until a run completes."""
+    table = DeltaTable(str(path))
+    if pin is not None and pin < table.version():
+        log.warning(
+            "%s: reading version %d, the last complete publish; version %d is from a run that "
+            "did not finish",
+            path.name,
+            pin,
+            table.version(),
+        )
+        table = DeltaTable(str(path), version=pin)
+    return table
+
+
+def snapshot_version(root: Path, name: str) -> int | None:
+    """The version readers use of table `name`: the last complete publish's, or None (the
+    current version) where the snapshot does not pin it."""
+    pin = read_snapshot(root).get(name)
+    if pin is None:
+        return None
+    return pin if pin < DeltaTable(str(root / name)).version() else None
+
+
+def scan(root: Path, name: str) -> pl.LazyFrame:
+    """A polars scan of table `name` at its snapshot version."""
+    version = snapshot_version(root, name)
+    path = str(root / name)
+    return pl.scan_delta(path) if version is None else pl.scan_delta(path, version=version)
 
 
 def connect(

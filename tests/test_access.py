@@ -128,6 +128,8 @@ def test_sql_writes_each_format_with_the_tables_rows(
     want = expected_rows(curated)
     assert got.height == want.height > 1000
     assert got.equals(want), (got.head(3), want.head(3))
+    assert sql(curated, "SELECT 1 AS x", "--format", fmt, "--out", str(out)) == 0  # overwrites
+    assert out.stat().st_size < 1000 and not (tmp_path / f"tmp_result.{fmt}").exists()
 
 
 def test_sql_json_to_stdout_and_max_rows(curated: Path, capsys: pytest.CaptureFixture[str]) -> None:

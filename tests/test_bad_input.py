@@ -159,15 +159,19 @@ def test_ports_as_strings_are_parsed_and_bad_ones_rejected(
     assert m["counts"]["rows_in_day"] == 4
 
 
-def test_unparseable_additional_fields_is_quarantined(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str
+@pytest.mark.parametrize(
+    "fields", ["{not json", "null", "42", "[1,2,3]", '"x.com"', " true ", '[{"host":"x.com"}]']
+)
+def test_additional_fields_that_is_not_a_json_object_is_quarantined_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str, fields: str
 ) -> None:
-    rows = [leg(0, 50001), http_row(10, "x.com", 50001, AdditionalFields="{not json")]
+    rows = [leg(0, 50001), http_row(10, "x.com", 50001, AdditionalFields=fields)]
+    rows.append(ssl_row(20, "x.com", 50001, AdditionalFields=fields))
     events = write_lake(tmp_path, frame(rows))
     code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
     assert code == 0
     rejects = pl.read_delta(str(tmp_path / "cur" / "rejects"))
-    assert rejects[s.REJECT_REASON].to_list() == ["bad_AdditionalFields"]
+    assert rejects[s.REJECT_REASON].to_list() == ["bad_AdditionalFields"] * 2
     cur = pl.read_delta(str(tmp_path / "cur" / "connection_success"))
     assert cur[s.LINK_METHOD].to_list() == ["unlinked"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -229,3 +230,170 @@ def test_clock_skew_within_the_margin_is_counted(tmp_path: Path) -> None:
     m = json.loads(manifest.read_text())
     assert m["counts"]["skewed_rows"] == 1
     assert m["counts"]["rejected"] == 0
+
+
+# --- one snapshot, faults, signals, orphans ---------------------------------------------------
+
+# Runs `proxylink` in a child process with one function of the job replaced: how a test stops a
+# run at an exact point (between two commits, in the middle of a build) without timing races.
+_CHILD = """
+import os, signal, sys
+import jobs.publish as publish
+import jobs.engines as engines
+from jobs.cli import main
+mode = os.environ["STOP_AT"]
+if mode == "between-commits":
+    real, done = publish.commit_files, []
+    def commit_then_die(*args, **kwargs):
+        if len(done) == 2:
+            os._exit(137)  # as if killed: two tables committed, two not
+        done.append(1)
+        return real(*args, **kwargs)
+    publish.commit_files = commit_then_die
+elif mode == "sigterm":
+    real_build = engines.PolarsRunner.build
+    def build_then_term(self, *args, **kwargs):
+        built = real_build(self, *args, **kwargs)  # staged files exist now
+        os.kill(os.getpid(), signal.SIGTERM)
+        return built
+    engines.PolarsRunner.build = build_then_term
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _child(stop_at: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STOP_AT": stop_at}
+    script = Path(args[args.index("--curated") + 1]).parent / "child.py"
+    script.write_text(_CHILD)  # a file, not `-c`: some libraries inspect `__main__`
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+
+
+TABLES = ("connection_success", "rejects", "domain_daily", "proxy_coverage")
+
+
+def _read_all(root: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every table as `proxylink sql` shows it, rows sorted."""
+    from jobs.query import run_query
+
+    got = {}
+    for name in TABLES:
+        out = root.parent / f"{name}.parquet"
+        run_query(root, f"SELECT * FROM {name}", "parquet", out)
+        got[name] = sorted(pl.read_parquet(out).rows(), key=repr)
+    return got
+
+
+def test_a_run_killed_between_its_commits_leaves_readers_on_one_snapshot(tmp_path: Path) -> None:
+    events, root = _lake(tmp_path), tmp_path / "cur"
+    assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0
+    before = _read_all(root)
+    pins = json.loads((root / "_snapshot.json").read_text())["tables"]
+    late = events / "date=2026-11-01" / "hour=12" / "part-late.parquet"
+    frame([leg(5000, 50099), np_row(5010, "late.example.com", 50099)]).write_parquet(late)
+
+    done = _child("between-commits", "run", "--date", "2026-11-01", *_args(events, root))
+    assert done.returncode == 137
+    versions = {t: DeltaTable(str(root / t)).version() for t in TABLES}
+    assert versions == {t: pins[t] + (1 if t in TABLES[:2] else 0) for t in TABLES}
+    # Two tables are a version ahead, but every reader still sees the last complete publish.
+    assert _read_all(root) == before
+    assert main(["report", "--curated", str(root), "--date", "2026-11-01"]) == 0
+    assert main(["validate", "--curated", str(root), "--date", "2026-11-01",
+                 "--proxy", "10.20.0.5:8080"]) == 0  # fmt: skip
+    # The next complete run moves every reader to its own publish at once.
+    assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0
+    after = _read_all(root)
+    urls = [r for r in after["domain_daily"] if "late.example.com" in r]
+    assert urls and len(after["connection_success"]) == len(before["connection_success"]) + 1
+
+
+def test_a_full_disk_leaves_every_table_readable_and_unchanged(tmp_path: Path) -> None:
+    import resource
+
+    from jobs.sample import SampleSpec, write_sample
+
+    lake = write_sample(tmp_path / "lake", SampleSpec(devices=40, seed=5))
+    root = tmp_path / "cur"
+    conf = Path(__file__).parent.parent / "conf" / "local.yaml"
+    base = [str(BIN), "run", "--date", "2026-11-01", "--conf", str(conf), "--events",
+            str(lake.root), "--curated", str(root)]  # fmt: skip
+    assert subprocess.run(base, capture_output=True).returncode == 0
+    before = _read_all(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts)
+
+    def small_files() -> None:  # as a full disk: no file of the run may grow past 64 KB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    done = subprocess.run([*base, "--force"], capture_output=True, text=True,
+                          preexec_fn=small_files, timeout=300)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("proxylink: ")]
+    assert re.match(rf"proxylink: error: 2026-11-01: cannot write {root}/\S+: ", line), line
+    assert "Traceback" not in done.stderr
+    assert _read_all(root) == before
+    left = sorted(p for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts)
+    assert left == files, "the failed run left no staged file behind"
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    events, root = _lake(tmp_path), tmp_path / "cur"
+    assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0
+    before = _read_all(root)
+    files = sorted(p for p in root.rglob("*.parquet"))
+    done = _child("sigterm", "run", "--date", "2026-11-01", "--force", *_args(events, root))
+    assert done.returncode == 143
+    assert done.stderr.splitlines()[-1] == "proxylink: interrupted"
+    assert "Traceback" not in done.stderr
+    assert _read_all(root) == before
+    assert sorted(p for p in root.rglob("*.parquet")) == files  # its staged files are removed
+    assert main(["run", "--date", "2026-11-01", "--force", *_args(events, root)]) == 0  # lock
+
+
+def test_maintain_removes_orphaned_files_older_than_the_retention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, root = _lake(tmp_path), tmp_path / "cur"
+    assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0
+    folder = root / "connection_success" / "date=2026-11-01"
+    live = sorted(folder.iterdir())
+    old, fresh = folder / "part-killed-old.parquet", folder / "part-killed-fresh.parquet"
+    for orphan in (old, fresh):  # what a run killed after staging leaves
+        orphan.write_bytes(live[0].read_bytes())
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(old, (week_ago, week_ago))
+    rows = pl.read_delta(str(root / "connection_success"))
+    conf = tmp_path / "m.yaml"
+    conf.write_text("maintenance:\n  retention_hours: 168\n")
+    capsys.readouterr()
+    assert main(["maintain", "--conf", str(conf), "--curated", str(root), "--dry-run"]) == 0
+    assert old.exists()
+    assert main(["maintain", "--conf", str(conf), "--curated", str(root)]) == 0
+    assert "connection_success: compacted 0 files into 0, vacuumed 0 files and 1 orphaned" in (
+        capsys.readouterr().out
+    )
+    assert not old.exists() and fresh.exists()  # younger than the retention: maybe in flight
+    assert sorted(p for p in folder.iterdir() if p != fresh) == live
+    assert pl.read_delta(str(root / "connection_success")).equals(rows)
+
+
+def test_report_out_an_existing_folder_writes_into_it(tmp_path: Path) -> None:
+    events, root = _lake(tmp_path), tmp_path / "cur"
+    assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0
+    out = tmp_path / "reports"
+    out.mkdir()
+    assert main(["report", "--curated", str(root), "--date", "2026-11-01", "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["2026-11-01.html"]
+    assert not (tmp_path / "reports.tmp").exists()
+
+
+def test_a_proxy_range_wider_than_a_slash_8_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, root = _lake(tmp_path), tmp_path / "cur"
+    args = ["--events", str(events), "--curated", str(root), "--proxy", "0.0.0.0/0"]
+    assert main(["run", "--date", "2026-11-01", *args]) == 0
+    err = capsys.readouterr().err
+    assert "proxy range 0.0.0.0/0 (defaults + command line) covers 4,294,967,296 addresses" in err
+    assert main(["run", "--date", "2026-11-01", "--force", *_args(events, root)]) == 0
+    assert "wider than a /8" not in capsys.readouterr().err  # a /32 is not warned about

@@ -228,7 +228,14 @@ def _suspect_fields() -> pl.Expr:
 
 
 def _unparseable_evidence_fields() -> pl.Expr:
-    """Inspection rows are read for their destination, so their JSON must parse."""
+    """Inspection rows are read for their destination, so their `AdditionalFields` must be a
+    JSON object: text that does not parse, and JSON that is not an object (`null`, `42`,
+    `[1,2,3]`, `"x"`), are rejected alike. Blank is allowed (the row names nothing). Only the
+    rows where no field was found go through the JSON parser."""
+    is_inspection = pl.col(s.ACTION_TYPE).is_in([s.HTTP_INSPECTED, s.SSL_INSPECTED])
+    fields = pl.when(is_inspection).then(pl.col(s.ADDITIONAL_FIELDS))
+    blank = fields.str.contains(r"^\s*$")
+    not_object = ~fields.str.contains(r"^\s*\{")
     suspect = pl.col(_SUSPECT)
-    blank = suspect.str.contains(r"^\s*$")
-    return suspect.is_not_null() & ~blank & suspect.str.json_path_match("$").is_null()
+    unparsed = suspect.is_not_null() & suspect.str.json_path_match("$").is_null()
+    return fields.is_not_null() & ~blank & (not_object | unparsed)
