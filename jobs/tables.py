@@ -86,29 +86,62 @@ def open_tables(root: Path, only: Sequence[str] | None = None) -> list[Published
     return [PublishedTable(n, root / n, _pinned(root / n, pins.get(n))) for n in names]
 
 
+# Commits that change no rows: compaction, column comments (`proxylink ddl --comments` in a
+# metastore), properties. A reader pinned at the snapshot may follow them.
+_SAME_ROWS = frozenset(
+    {
+        "OPTIMIZE",
+        "UPDATE FIELD METADATA",
+        "CHANGE COLUMN",
+        "ADD COLUMNS",
+        "SET TBLPROPERTIES",
+        "UNSET TBLPROPERTIES",
+        "VACUUM START",
+        "VACUUM END",
+    }
+)
+
+
+def _effective_pin(table: DeltaTable, pin: int | None) -> int | None:
+    """The newest version that holds the rows of the snapshot's version `pin`: later commits
+    that change no rows are followed, the first that changes rows (a run that stopped between
+    its commits) is not. None: the current version."""
+    current = table.version()
+    if pin is None or pin >= current:
+        return None
+    later = sorted(
+        (int(h["version"]), str(h.get("operation", "")))
+        for h in table.history(limit=current - pin)
+        if int(h.get("version", -1)) > pin
+    )
+    for version, operation in later:
+        if operation not in _SAME_ROWS:
+            return pin
+        pin = version
+    return None
+
+
 def _pinned(path: Path, pin: int | None) -> DeltaTable:
-    """The table at the version of the last complete publish: a newer version comes from a run
-    that stopped between its commits, and is not read until a run completes."""
+    """The table at the version of the last complete publish: a newer version that changes rows
+    comes from a run that stopped between its commits, and is not read until a run completes."""
     table = DeltaTable(str(path))
-    if pin is not None and pin < table.version():
+    effective = _effective_pin(table, pin)
+    if effective is not None:
         log.warning(
             "%s: reading version %d, the last complete publish; version %d is from a run that "
             "did not finish",
             path.name,
-            pin,
+            effective,
             table.version(),
         )
-        table = DeltaTable(str(path), version=pin)
+        table = DeltaTable(str(path), version=effective)
     return table
 
 
 def snapshot_version(root: Path, name: str) -> int | None:
     """The version readers use of table `name`: the last complete publish's, or None (the
     current version) where the snapshot does not pin it."""
-    pin = read_snapshot(root).get(name)
-    if pin is None:
-        return None
-    return pin if pin < DeltaTable(str(root / name)).version() else None
+    return _effective_pin(DeltaTable(str(root / name)), read_snapshot(root).get(name))
 
 
 def scan(root: Path, name: str) -> pl.LazyFrame:

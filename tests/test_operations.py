@@ -397,3 +397,19 @@ def test_a_proxy_range_wider_than_a_slash_8_is_warned_about(
     assert "proxy range 0.0.0.0/0 (defaults + command line) covers 4,294,967,296 addresses" in err
     assert main(["run", "--date", "2026-11-01", "--force", *_args(events, root)]) == 0
     assert "wider than a /8" not in capsys.readouterr().err  # a /32 is not warned about
+
+
+def test_readers_follow_commits_that_change_no_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.tables import snapshot_version
+
+    events, root = _lake(tmp_path), tmp_path / "cur"
+    assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0
+    table = DeltaTable(str(root / "connection_success"))
+    table.alter.set_column_metadata("RemoteUrl", {"comment": "set by a metastore"})
+    assert DeltaTable(str(root / "connection_success")).version() == 1
+    assert snapshot_version(root, "connection_success") is None  # the current version is read
+    capsys.readouterr()
+    assert main(["sql", "--curated", str(root), "SELECT count(*) FROM connection_success"]) == 0
+    assert "did not finish" not in capsys.readouterr().err
