@@ -1,4 +1,4 @@
-"""Link edge cases, one small inline fixture each (DESIGN.md, "Link semantics")."""
+"""Link edge cases, one small inline fixture each (docs/architecture.md, "Link semantics")."""
 
 from __future__ import annotations
 

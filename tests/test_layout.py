@@ -1,0 +1,105 @@
+"""The layout's rules, checked on the source: transforms are pure, and engines stay apart.
+
+Transforms are functions from frames to frames. The jobs own paths, the clock and the
+environment, so a transform that opened a file or read the time would make the same input give
+other rows on another day or machine, and would bypass the job's planning and error handling.
+An engine package that imported another engine's package would bring back the hand-kept copy
+of the link core that the one-core design removed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+TRANSFORMS = ROOT / "transforms"
+
+# Modules whose use is I/O, the clock or the environment.
+_IO_MODULES = {"os", "sys", "io", "pathlib", "shutil", "tempfile", "glob", "socket",
+               "subprocess", "urllib", "http", "requests", "time", "pyspark", "duckdb",
+               "deltalake", "pyarrow.parquet", "pyarrow.dataset"}  # fmt: skip
+# Calls that do I/O or read the clock, by the name they are called with.
+_IO_CALLS = {"open", "now", "today", "utcnow", "getenv", "urlopen"}
+_IO_PREFIXES = ("read_", "scan_", "write_", "sink_")
+
+
+def impurities(source: str) -> list[str]:
+    """Where `source` does I/O or reads the clock: `line: what`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        for name in names:
+            if name in _IO_MODULES or name.split(".")[0] in _IO_MODULES - {"pyarrow"}:
+                found.append(f"{node.lineno}: imports {name}")
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in _IO_CALLS or called.startswith(_IO_PREFIXES):
+                found.append(f"{node.lineno}: calls {called}()")
+    return found
+
+
+def engine_imports(source: str, engine: str) -> list[str]:
+    """Where `source`, a module of engine package `engine`, imports another engine's package."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        for module in modules:
+            parts = module.split(".")
+            others = [p for p in parts if p.endswith("_engine") and p != engine]
+            if others or (engine != "spark_engine" and parts[0] == "pyspark"):
+                found.append(f"{node.lineno}: imports {module}")
+    return found
+
+
+MODULES = sorted(TRANSFORMS.rglob("*.py"))
+ENGINES = sorted(p for p in TRANSFORMS.iterdir() if p.is_dir() and p.name.endswith("_engine"))
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_transforms_do_no_io_and_read_no_clock(module: Path) -> None:
+    assert impurities(module.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("module", [m for e in ENGINES for m in sorted(e.rglob("*.py"))],
+                         ids=lambda p: p.relative_to(ROOT).as_posix())  # fmt: skip
+def test_an_engine_package_never_imports_another_engine(module: Path) -> None:
+    engine = module.relative_to(TRANSFORMS).parts[0]
+    assert engine_imports(module.read_text(encoding="utf-8"), engine) == []
+
+
+def test_the_guards_find_what_they_guard_against() -> None:
+    impure = (
+        "import os\nfrom pathlib import Path\nimport polars as pl\n"
+        "x = open('f')\ny = pl.scan_parquet('f')\nfrom datetime import datetime\n"
+        "z = datetime.now()\nframe.sink_parquet('f')\n"
+    )
+    assert impurities(impure) == [
+        "1: imports os",
+        "2: imports pathlib",
+        "2: imports pathlib.Path",
+        "4: calls open()",
+        "5: calls scan_parquet()",
+        "7: calls now()",
+        "8: calls sink_parquet()",
+    ]
+    pure = "import polars as pl\nfrom datetime import datetime, timedelta\nx = pl.col('a') + 1\n"
+    assert impurities(pure) == []
+    crossing = "from transforms.spark_engine import link\nimport pyspark.sql\n"
+    assert engine_imports(crossing, "polars_engine") == [
+        "1: imports transforms.spark_engine",
+        "1: imports transforms.spark_engine.link",
+        "2: imports pyspark.sql",
+    ]
+    assert ENGINES and len(MODULES) > 10  # the tree the guards walk is the real one
