@@ -12,6 +12,7 @@ import html
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -88,10 +89,26 @@ class ValidationReport:
 
 def _import_gx() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import great_expectations
-        import great_expectations.expectations  # noqa: F401
+    # great-expectations imports pyspark.sql.connect, which takes a `__main__` without `__spec__`
+    # or `__file__` (`python -c`, pytest-xdist workers, embedded interpreters) for a doctest run
+    # and calls sys.exit(0) when grpc is missing: the job would stop mid-run with exit 0. The
+    # main module is given a name for the length of the import.
+    main = sys.modules.get("__main__")
+    borrowed = (
+        main is not None
+        and getattr(main, "__spec__", None) is None
+        and not hasattr(main, "__file__")
+    )
+    if borrowed:
+        main.__file__ = "<proxylink>"  # type: ignore[union-attr]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import great_expectations
+            import great_expectations.expectations  # noqa: F401
+    finally:
+        if borrowed:
+            del main.__file__  # type: ignore[union-attr]
 
 
 def preload() -> threading.Thread:
