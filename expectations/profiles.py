@@ -18,7 +18,7 @@ from expectations.suites import SuiteSettings
 from transforms import aggregates as a
 from transforms import schema as s
 from transforms.params import ProxyRule
-from transforms.polars_engine.classify import proxy_match
+from transforms.polars_engine.classify import is_host_name, proxy_match
 
 GROUP_COLUMNS = (s.ACTION_TYPE, s.LINK_METHOD, s.IS_PROXIED, s.PROXY_IP, s.PROXY_PORT, s.REMOTE_URL)
 COUNT_COLUMNS = (
@@ -76,13 +76,6 @@ def curated_profile(
     }
     # An empty day still has counts to reconcile: its one row counts 0 rows.
     return _with_constants(profile, constants, zero=("rows",))
-
-
-def is_host_name(name: pl.Expr) -> pl.Expr:
-    """`HOSTNAME` in polars, whose regular expressions have no lookahead: the pattern, then the
-    length."""
-    pattern = name.str.contains(s.HOST_NAME_PATTERN)
-    return pattern & (name.str.len_bytes() <= s.MAX_HOST_NAME_BYTES)
 
 
 _CURATED_SHOWN = (s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID, *GROUP_COLUMNS, s.LINK_DELTA_MS)

@@ -392,10 +392,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if outcome.report is not None:
             print(_summary(outcome.report, outcome.seconds), flush=True)
         else:
-            print(
-                f"proxylink: error: {outcome.day.isoformat()}: {printable(outcome.message or '')}",
-                file=sys.stderr,
-            )
+            _error(f"{outcome.day.isoformat()}: {outcome.message or ''}")
 
     outcomes = build_days(config, days, force=args.force, on_day=show, progress=_progress)
     return exit_code(outcomes)
@@ -503,7 +500,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if report.pages:
         print(f"  report:   {report.pages[0]}")
     if not report.passed:
-        print(f"proxylink: error: {printable(describe_failure(report))}", file=sys.stderr)
+        _error(describe_failure(report))
         return EXIT_VALIDATION
     n = len(report.results)
     print(f"{args.date.isoformat()}: passed {n - len(report.warnings)} of {n} expectations")
@@ -531,10 +528,9 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     else:
         print(as_text(found))
     if not found.proxies:
-        print(
-            f"proxylink: error: no proxy qualified on {args.date.isoformat()}; "
-            "tune `discovery:` (see the near misses) or pin `proxies:`",
-            file=sys.stderr,
+        _error(
+            f"no proxy qualified on {args.date.isoformat()}; "
+            "tune `discovery:` (see the near misses) or pin `proxies:`"
         )
         return EXIT_INPUT
     return EXIT_OK
@@ -654,9 +650,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     def show(f: FileResult) -> None:
         if f.status == "failed":
-            print(
-                f"proxylink: error: {f.source}: {printable(f.message)}", file=sys.stderr, flush=True
-            )
+            _error(f"{f.source}: {f.message}")
             return
         if f.status == "skipped":
             print(f"skipped  {f.source}: {f.message} (use --force to re-ingest)", flush=True)
@@ -697,6 +691,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_INPUT if report.failed else EXIT_OK
 
 
+def _error(text: str) -> None:
+    """The one way an expected failure is shown: `proxylink: error: ...` on stderr, with the
+    control bytes of values from the data escaped (`jobs.errors.printable`)."""
+    print(f"proxylink: error: {printable(text)}", file=sys.stderr, flush=True)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, which systemd, Airflow and Kubernetes send to stop a job: unwound like Ctrl-C,
     so that staged files are removed and the lock released, and exit 143 (128 + 15)."""
@@ -729,10 +729,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except ProxylinkError as exc:
-        print(f"proxylink: error: {printable(str(exc))}", file=sys.stderr)
+        _error(str(exc))
         return exc.exit_code
     except EngineUnavailable as exc:
-        print(f"proxylink: error: {printable(str(exc))}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         print("proxylink: interrupted", file=sys.stderr)

@@ -314,16 +314,14 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
     return config
 
 
-def warn_wide_proxies(proxies: tuple[str, ...], source: str) -> list[str]:
+def warn_wide_proxies(proxies: tuple[str, ...], source: str) -> None:
     """A proxy range wider than a /8 (`0.0.0.0/0`) makes nearly every connection proxied: it is
-    accepted, since a lab may mean it, but never silently. Returns the ranges warned about."""
-    wide = []
+    accepted, since a lab may mean it, but never silently."""
     for text in proxies:
         if text == AUTO:
             continue
         net = ipaddress.ip_network(parse_proxy(text).network)
         if net.version == 4 and net.prefixlen < 8:
-            wide.append(text)
             log.warning(
                 "proxy range %s (%s) covers %s addresses, wider than a /8: every connection to "
                 "it counts as proxied; list the proxies' own addresses unless that is meant",
@@ -331,4 +329,3 @@ def warn_wide_proxies(proxies: tuple[str, ...], source: str) -> list[str]:
                 source,
                 f"{net.num_addresses:,}",
             )
-    return wide

@@ -20,7 +20,6 @@ from deltalake.exceptions import TableNotFoundError
 
 from jobs.config import Config
 from jobs.lock import curated_lock
-from jobs.manifest import read_snapshot, write_snapshot
 from jobs.tables import table_names
 
 log = logging.getLogger(__name__)
@@ -40,28 +39,24 @@ def maintain(
     config: Config, run_id: str, dry_run: bool = False, now: float | None = None
 ) -> list[TableMaintenance]:
     """Compact and vacuum every published table, and remove its orphaned files, holding the
-    curated root's lock (so no run is staging files meanwhile)."""
+    curated root's lock (so no run is staging files meanwhile). Readers pinned at the snapshot
+    follow the compaction commits themselves (`jobs.tables`), so the snapshot stays as it is."""
     _, root = config.require_paths()
     retention = config.maintenance.retention_hours
     done: list[TableMaintenance] = []
     with curated_lock(root, config.lock.wait_seconds, run_id):
-        pins = read_snapshot(root)
-        moved: dict[str, int] = {}
         for name in table_names(root) if root.is_dir() else []:
             try:
                 table = DeltaTable(str(root / name))
             except TableNotFoundError:
                 log.info("%s: no table yet", name)
                 continue
-            before = table.version()
             added = removed = 0
             if not dry_run:
                 metrics = table.optimize.compact(
                     target_size=config.maintenance.target_file_mb * 1024 * 1024
                 )
                 added, removed = metrics["numFilesAdded"], metrics["numFilesRemoved"]
-                if pins.get(name) == before and table.version() != before:
-                    moved[name] = table.version()  # the same rows, in fewer files
             gone = table.vacuum(
                 retention_hours=int(retention),
                 dry_run=dry_run,
@@ -82,9 +77,6 @@ def maintain(
             done.append(
                 TableMaintenance(name, added, removed, len(gone), table.version(), len(orphans))
             )
-        if moved:
-            snapshot = read_snapshot(root)
-            write_snapshot(root, run_id, "maintenance", {**snapshot, **moved})
     return done
 
 

@@ -145,10 +145,8 @@ def snapshot_version(root: Path, name: str) -> int | None:
 
 
 def scan(root: Path, name: str) -> pl.LazyFrame:
-    """A polars scan of table `name` at its snapshot version."""
-    version = snapshot_version(root, name)
-    path = str(root / name)
-    return pl.scan_delta(path) if version is None else pl.scan_delta(path, version=version)
+    """A polars scan of table `name` at its snapshot version (see `_pinned`)."""
+    return pl.scan_delta(_pinned(root / name, read_snapshot(root).get(name)))
 
 
 def connect(

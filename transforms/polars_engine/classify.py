@@ -113,14 +113,18 @@ def normalise_domain(
     e = e.map_batches(_a_labels, return_dtype=pl.String, is_elementwise=True)
     frame = frame.with_columns(e.alias("_fixed"))
     fixed, messy = pl.col("_fixed"), pl.col("_messy")
-    valid = fixed.str.contains(s.HOST_NAME_PATTERN) & (
-        fixed.str.len_bytes() <= s.MAX_HOST_NAME_BYTES
-    )
+    valid = is_host_name(fixed)
     name = pl.when(messy.is_null()).then(value).when(valid.fill_null(False)).then(fixed)
     columns = [name.alias(target)]
     if invalid is not None:
         columns.append((messy.is_not_null() & ~valid.fill_null(False)).alias(invalid))
     return frame.with_columns(columns).drop("_messy", "_fixed")
+
+
+def is_host_name(name: pl.Expr) -> pl.Expr:
+    """`s.HOST_NAME_PATTERN` within the DNS length limit (polars' regular expressions have no
+    lookahead, so the length is its own test)."""
+    return name.str.contains(s.HOST_NAME_PATTERN) & (name.str.len_bytes() <= s.MAX_HOST_NAME_BYTES)
 
 
 def _a_labels(names: pl.Series) -> pl.Series:
