@@ -19,8 +19,8 @@ from pathlib import Path
 
 import duckdb
 
-from jobs.plan import parse_day, plan_files
-from transforms.params import DayWindow, LinkParams, ProxyRule, parse_proxy
+from proxylink.jobs.plan import parse_day, plan_files
+from proxylink.transforms.params import DayWindow, LinkParams, ProxyRule, parse_proxy
 
 SQL_TEMPLATE = Path(__file__).with_name("duckdb_link.sql")
 _PLACEHOLDER = re.compile(r"\{\{\w+\}\}")

@@ -46,9 +46,9 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from jobs.plan import plan_files
-from jobs.sample import LAKE_FORMAT, SampleSpec, write_sample
-from transforms.params import DayWindow, LinkParams, parse_proxy
+from proxylink.jobs.plan import plan_files
+from proxylink.jobs.sample import LAKE_FORMAT, SampleSpec, write_sample
+from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

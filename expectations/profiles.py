@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from expectations.suites import SuiteSettings
-from transforms import aggregates as a
-from transforms import schema as s
-from transforms.params import ProxyRule
-from transforms.polars_engine.classify import is_host_name, proxy_match
+from proxylink.expectations.suites import SuiteSettings
+from proxylink.transforms import aggregates as a
+from proxylink.transforms import schema as s
+from proxylink.transforms.params import ProxyRule
+from proxylink.transforms.polars_engine.classify import is_host_name, proxy_match
 
 GROUP_COLUMNS = (s.ACTION_TYPE, s.LINK_METHOD, s.IS_PROXIED, s.PROXY_IP, s.PROXY_PORT, s.REMOTE_URL)
 COUNT_COLUMNS = (

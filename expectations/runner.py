@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from expectations.suites import CHECKS, Severity, SuiteSettings, severity_of
+from proxylink.expectations.suites import CHECKS, Severity, SuiteSettings, severity_of
 
 log = logging.getLogger(__name__)
 SITE = "proxylink"

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from transforms import aggregates as a
-from transforms import schema as s
+from proxylink.transforms import aggregates as a
+from proxylink.transforms import schema as s
 
 Severity = Literal["critical", "warning"]
 # The job's own host-name rule (`transforms.schema`), with the DNS length limit as a lookahead

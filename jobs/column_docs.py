@@ -7,8 +7,8 @@ entry simply gets no comment.
 
 from __future__ import annotations
 
-from jobs.publish import CURATED_TABLE, REJECTS_TABLE
-from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
+from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 
 TABLE_DOCS: dict[str, str] = {
     CURATED_TABLE: (

@@ -21,15 +21,15 @@ from pydantic import (
     model_validator,
 )
 
-from expectations.suites import (
+from proxylink.expectations.suites import (
     CoverageThresholds,
     CuratedThresholds,
     InputThresholds,
     SuiteSettings,
 )
-from jobs.errors import ConfigError
-from transforms.discover import DiscoveryRules
-from transforms.params import DayWindow, LinkParams, parse_proxy
+from proxylink.jobs.errors import ConfigError
+from proxylink.transforms.discover import DiscoveryRules
+from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ExpectationsConf(_Strict):
     @field_validator("severity")
     @classmethod
     def _known_ids(cls, value: dict[str, str]) -> dict[str, str]:
-        from expectations.suites import CHECK_IDS
+        from proxylink.expectations.suites import CHECK_IDS
 
         unknown = sorted(set(value) - set(CHECK_IDS))
         if unknown:

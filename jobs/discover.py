@@ -14,12 +14,12 @@ from typing import Any
 
 import polars as pl
 
-from jobs.config import Config
-from jobs.engines import Runner, runner_for
-from jobs.errors import ConfigError, InputError
-from jobs.plan import plan_files
-from transforms import discover as d
-from transforms.params import DayWindow, LinkParams
+from proxylink.jobs.config import Config
+from proxylink.jobs.engines import Runner, runner_for
+from proxylink.jobs.errors import ConfigError, InputError
+from proxylink.jobs.plan import plan_files
+from proxylink.transforms import discover as d
+from proxylink.transforms.params import DayWindow, LinkParams
 
 log = logging.getLogger(__name__)
 

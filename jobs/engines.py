@@ -19,19 +19,19 @@ from typing import Protocol, TypeVar
 
 import polars as pl
 
-from jobs import lake, stage
-from jobs.config import Config
-from jobs.plan import PlannedFile
-from jobs.publish import CURATED_TABLE
-from jobs.stage import StageTargets
-from jobs.timing import Timer
-from transforms import discover
-from transforms.aggregates import DOMAIN_DAILY_TABLE
-from transforms.engine import DayResult
-from transforms.params import DayWindow, LinkParams
-from transforms.polars_engine import aggregates
-from transforms.polars_engine.engine import build_day
-from transforms.psl import SuffixRules
+from proxylink.jobs import lake, stage
+from proxylink.jobs.config import Config
+from proxylink.jobs.plan import PlannedFile
+from proxylink.jobs.publish import CURATED_TABLE
+from proxylink.jobs.stage import StageTargets
+from proxylink.jobs.timing import Timer
+from proxylink.transforms import discover
+from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE
+from proxylink.transforms.engine import DayResult
+from proxylink.transforms.params import DayWindow, LinkParams
+from proxylink.transforms.polars_engine import aggregates
+from proxylink.transforms.polars_engine.engine import build_day
+from proxylink.transforms.psl import SuffixRules
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -159,7 +159,7 @@ class PolarsRunner:
 
 def runner_for(config: Config) -> Runner:
     if config.engine == "spark":
-        from jobs.spark_run import SparkRunner
+        from proxylink.jobs.spark_run import SparkRunner
 
         return SparkRunner(config)
     return PolarsRunner()

@@ -18,9 +18,15 @@ from pathlib import Path
 
 import duckdb
 
-from jobs.errors import InputError, LockHeld, OutputError
-from jobs.publish import CURATED_TABLE
-from jobs.tables import PublishedTable, lock_down, open_tables, quote_ident, unreadable_table
+from proxylink.jobs.errors import InputError, LockHeld, OutputError
+from proxylink.jobs.publish import CURATED_TABLE
+from proxylink.jobs.tables import (
+    PublishedTable,
+    lock_down,
+    open_tables,
+    quote_ident,
+    unreadable_table,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,25 +14,25 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from expectations.profiles import (
+from proxylink.expectations.profiles import (
     curated_profile,
     example_filters,
     example_rows,
     summary_profiles,
 )
-from expectations.runner import ValidationReport, validate
-from expectations.suites import CURATED_SUITE, INPUT_RATES, INPUT_SUITE, input_limit
-from jobs import publish
-from jobs.config import Config
-from jobs.discover import recorded_proxies
-from jobs.errors import InputError, ValidationFailed, printable
-from jobs.publish import CURATED_TABLE, REJECTS_TABLE
-from jobs.tables import scan
-from jobs.timing import Timer
-from transforms import schema as s
-from transforms.aggregates import SUMMARY_TABLES
-from transforms.engine import DayResult
-from transforms.params import DayWindow
+from proxylink.expectations.runner import ValidationReport, validate
+from proxylink.expectations.suites import CURATED_SUITE, INPUT_RATES, INPUT_SUITE, input_limit
+from proxylink.jobs import publish
+from proxylink.jobs.config import Config
+from proxylink.jobs.discover import recorded_proxies
+from proxylink.jobs.errors import InputError, ValidationFailed, printable
+from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.tables import scan
+from proxylink.jobs.timing import Timer
+from proxylink.transforms import schema as s
+from proxylink.transforms.aggregates import SUMMARY_TABLES
+from proxylink.transforms.engine import DayResult
+from proxylink.transforms.params import DayWindow
 
 
 def publish_gated(

@@ -30,9 +30,9 @@ from typing import Any, BinaryIO, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.errors import InputError, LockHeld
-from jobs.lock import curated_lock
-from jobs.streaming import (
+from proxylink.jobs.errors import InputError, LockHeld
+from proxylink.jobs.lock import curated_lock
+from proxylink.jobs.streaming import (
     ARROW_TYPES,
     COLUMNS,
     Ignored,

@@ -16,10 +16,10 @@ from typing import TypeVar
 import polars as pl
 import pyarrow.parquet as pq
 
-from jobs.errors import InputError
-from jobs.plan import PlannedFile
-from transforms import schema as s
-from transforms.polars_engine.normalise import FILE, PART_END, PART_START, ROW, harmonise
+from proxylink.jobs.errors import InputError
+from proxylink.jobs.plan import PlannedFile
+from proxylink.transforms import schema as s
+from proxylink.transforms.polars_engine.normalise import FILE, PART_END, PART_START, ROW, harmonise
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

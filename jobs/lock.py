@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobs.errors import LockHeld, OutputError
+from proxylink.jobs.errors import LockHeld, OutputError
 
 LOCK_NAME = "_proxylink.lock"
 

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from jobs.config import Config
-from jobs.lock import curated_lock
-from jobs.tables import table_names
+from proxylink.jobs.config import Config
+from proxylink.jobs.lock import curated_lock
+from proxylink.jobs.tables import table_names
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import OutputError
+from proxylink.jobs.errors import OutputError
 
 
 def versions() -> dict[str, str]:

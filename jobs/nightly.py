@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from jobs.config import Config
-from jobs.errors import (
+from proxylink.jobs.config import Config
+from proxylink.jobs.errors import (
     EXIT_INPUT,
     EXIT_OK,
     EXIT_VALIDATION,
@@ -21,7 +21,7 @@ from jobs.errors import (
     ProxylinkError,
     ValidationFailed,
 )
-from jobs.run import RunReport, run_day
+from proxylink.jobs.run import RunReport, run_day
 
 log = logging.getLogger(__name__)
 

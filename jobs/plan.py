@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 
-from jobs.errors import InputError
-from transforms.params import DayWindow, LinkParams
+from proxylink.jobs.errors import InputError
+from proxylink.transforms.params import DayWindow, LinkParams
 
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _HOUR_DIR = re.compile(r"^hour=(\d{1,2})$")

@@ -24,8 +24,8 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from jobs.errors import OutputError
-from transforms import schema as s
+from proxylink.jobs.errors import OutputError
+from proxylink.transforms import schema as s
 
 CURATED_TABLE = "connection_success"
 REJECTS_TABLE = "rejects"

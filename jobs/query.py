@@ -21,8 +21,8 @@ from typing import Literal
 
 import duckdb
 
-from jobs.errors import ConfigError, ProxylinkError
-from jobs.tables import connect, open_tables, unreadable_table
+from proxylink.jobs.errors import ConfigError, ProxylinkError
+from proxylink.jobs.tables import connect, open_tables, unreadable_table
 
 log = logging.getLogger(__name__)
 

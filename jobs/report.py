@@ -18,10 +18,10 @@ from urllib.parse import quote
 import polars as pl
 from deltalake import DeltaTable
 
-from jobs.errors import InputError, OutputError
-from jobs.gate import last_published
-from jobs.publish import CURATED_TABLE
-from jobs.report_html import (
+from proxylink.jobs.errors import InputError, OutputError
+from proxylink.jobs.gate import last_published
+from proxylink.jobs.publish import CURATED_TABLE
+from proxylink.jobs.report_html import (
     BlindDevice,
     DailyReport,
     DomainRow,
@@ -29,9 +29,9 @@ from jobs.report_html import (
     ValidationSummary,
     render,
 )
-from jobs.tables import scan
-from transforms import schema as s
-from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
+from proxylink.jobs.tables import scan
+from proxylink.transforms import schema as s
+from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 
 log = logging.getLogger(__name__)
 

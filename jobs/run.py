@@ -15,25 +15,25 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from expectations.runner import ValidationReport
-from expectations.runner import preload as preload_expectations
-from jobs import publish
-from jobs.config import Config
-from jobs.discover import Discovery, resolve_auto
-from jobs.engines import runner_for
-from jobs.errors import ValidationFailed
-from jobs.gate import last_published, publish_gated
-from jobs.lock import curated_lock
-from jobs.logs import run_context
-from jobs.manifest import manifest_path, versions, write_manifest, write_snapshot
-from jobs.plan import PlannedFile, plan
-from jobs.publish import CURATED_TABLE
-from jobs.stage import STAGED_TABLES, StageTargets
-from jobs.suffixes import describe as describe_suffixes
-from jobs.suffixes import suffix_rules
-from jobs.timing import Timer
-from transforms import schema as s
-from transforms.params import DayWindow
+from proxylink.expectations.runner import ValidationReport
+from proxylink.expectations.runner import preload as preload_expectations
+from proxylink.jobs import publish
+from proxylink.jobs.config import Config
+from proxylink.jobs.discover import Discovery, resolve_auto
+from proxylink.jobs.engines import runner_for
+from proxylink.jobs.errors import ValidationFailed
+from proxylink.jobs.gate import last_published, publish_gated
+from proxylink.jobs.lock import curated_lock
+from proxylink.jobs.logs import run_context
+from proxylink.jobs.manifest import manifest_path, versions, write_manifest, write_snapshot
+from proxylink.jobs.plan import PlannedFile, plan
+from proxylink.jobs.publish import CURATED_TABLE
+from proxylink.jobs.stage import STAGED_TABLES, StageTargets
+from proxylink.jobs.suffixes import describe as describe_suffixes
+from proxylink.jobs.suffixes import suffix_rules
+from proxylink.jobs.timing import Timer
+from proxylink.transforms import schema as s
+from proxylink.transforms.params import DayWindow
 
 log = logging.getLogger(__name__)
 

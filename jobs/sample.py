@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms import schema as s
+from proxylink.transforms import schema as s
 
 log = logging.getLogger(__name__)
 

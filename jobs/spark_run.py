@@ -33,19 +33,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs import lake, spark_tasks
-from jobs.config import Config
-from jobs.engines import Built, skipping, with_skipping
-from jobs.errors import InputError, OutputError
-from jobs.plan import PlannedFile
-from jobs.spark_session import SparkSettings, build_session
-from jobs.spark_tasks import META, RECORD_SCHEMA, DayJob, DiscoveryJob, ReadUnit
-from jobs.stage import StageTargets
-from jobs.timing import Timer
-from transforms.aggregates import DOMAIN_DAILY_TABLE
-from transforms.engine import DaySummary, EngineUnavailable
-from transforms.params import DayWindow, LinkParams
-from transforms.psl import SuffixRules
+from proxylink.jobs import lake, spark_tasks
+from proxylink.jobs.config import Config
+from proxylink.jobs.engines import Built, skipping, with_skipping
+from proxylink.jobs.errors import InputError, OutputError
+from proxylink.jobs.plan import PlannedFile
+from proxylink.jobs.spark_session import SparkSettings, build_session
+from proxylink.jobs.spark_tasks import META, RECORD_SCHEMA, DayJob, DiscoveryJob, ReadUnit
+from proxylink.jobs.stage import StageTargets
+from proxylink.jobs.timing import Timer
+from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE
+from proxylink.transforms.engine import DaySummary, EngineUnavailable
+from proxylink.transforms.params import DayWindow, LinkParams
+from proxylink.transforms.psl import SuffixRules
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", F
 from pyspark.errors import PySparkRuntimeError  # noqa: E402
 from pyspark.sql import SparkSession  # noqa: E402
 
-from transforms.engine import EngineUnavailable  # noqa: E402
+from proxylink.transforms.engine import EngineUnavailable  # noqa: E402
 
 # Settings the runner relies on; a run refuses other values. Spark only moves rows the polars
 # core has typed (as Arrow IPC), so none of its SQL semantics matter but the clock.
@@ -97,7 +97,7 @@ def build_session(settings: SparkSettings | None = None) -> SparkSession:
         raise
     except FileNotFoundError as exc:  # no `java` executable at all on some platforms
         raise EngineUnavailable(f"{JAVA_HINT} ({exc})") from None
-    if logging.getLogger("jobs").isEnabledFor(logging.DEBUG):
+    if logging.getLogger("proxylink").isEnabledFor(logging.DEBUG):
         session.sparkContext.setLogLevel("INFO")
     return session
 

@@ -42,18 +42,18 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from jobs import lake, publish, stage
-from jobs.plan import PlannedFile
-from jobs.publish import CURATED_TABLE
-from jobs.stage import StageTargets
-from transforms import discover as d
-from transforms import schema as s
-from transforms.engine import DaySummary
-from transforms.params import DayWindow, LinkParams
-from transforms.polars_engine import aggregates
-from transforms.polars_engine.engine import build_day
-from transforms.polars_engine.normalise import ROW
-from transforms.psl import SuffixRules
+from proxylink.jobs import lake, publish, stage
+from proxylink.jobs.plan import PlannedFile
+from proxylink.jobs.publish import CURATED_TABLE
+from proxylink.jobs.stage import StageTargets
+from proxylink.transforms import discover as d
+from proxylink.transforms import schema as s
+from proxylink.transforms.engine import DaySummary
+from proxylink.transforms.params import DayWindow, LinkParams
+from proxylink.transforms.polars_engine import aggregates
+from proxylink.transforms.polars_engine.engine import build_day
+from proxylink.transforms.polars_engine.normalise import ROW
+from proxylink.transforms.psl import SuffixRules
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs import publish
-from jobs.errors import OutputError
-from jobs.publish import CURATED_TABLE, REJECTS_TABLE
-from transforms import schema as s
-from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
-from transforms.engine import DayFrames
-from transforms.polars_engine import aggregates
-from transforms.psl import SuffixRules
+from proxylink.jobs import publish
+from proxylink.jobs.errors import OutputError
+from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.transforms import schema as s
+from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
+from proxylink.transforms.engine import DayFrames
+from proxylink.transforms.polars_engine import aggregates
+from proxylink.transforms.psl import SuffixRules
 
 # Every table a run stages and publishes, in commit order.
 STAGED_TABLES = (CURATED_TABLE, REJECTS_TABLE, DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE)

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from jobs.config import Config
-from jobs.discover import recorded_proxies
-from jobs.errors import InputError
-from jobs.gate import day_manifests, last_published
-from jobs.plan import plan_files
-from jobs.run import fingerprint
-from transforms.params import DayWindow
+from proxylink.jobs.config import Config
+from proxylink.jobs.discover import recorded_proxies
+from proxylink.jobs.errors import InputError
+from proxylink.jobs.gate import day_manifests, last_published
+from proxylink.jobs.plan import plan_files
+from proxylink.jobs.run import fingerprint
+from proxylink.transforms.params import DayWindow
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Final
 
 import pyarrow as pa
 
-from transforms import schema as s
+from proxylink.transforms import schema as s
 
 CATEGORY: Final = "AdvancedHunting-DeviceNetworkEvents"
 AVRO_MAGIC: Final = b"Obj\x01"

@@ -10,8 +10,8 @@ import hashlib
 from functools import cache
 from importlib import metadata, resources
 
-from jobs.errors import ConfigError
-from transforms.psl import SuffixRules, parse_rules
+from proxylink.jobs.errors import ConfigError
+from proxylink.transforms.psl import SuffixRules, parse_rules
 
 PACKAGE = "publicsuffixlist"
 DATA_FILE = "public_suffix_list.dat"

@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
-from jobs.errors import ConfigError, InputError
-from jobs.manifest import read_snapshot
-from jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.errors import ConfigError, InputError
+from proxylink.jobs.manifest import read_snapshot
+from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
 
 log = logging.getLogger(__name__)
 

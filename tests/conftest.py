@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -11,13 +10,10 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import PROXY, PROXY_PORT, frame, write_lake
-
-from jobs.config import load_config
-from jobs.run import RunReport, run_day
-from jobs.spark_session import SparkSettings, build_session
+from proxylink.jobs.config import load_config
+from proxylink.jobs.run import RunReport, run_day
+from proxylink.jobs.spark_session import SparkSettings, build_session
+from tests.helpers import PROXY, PROXY_PORT, frame, write_lake
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

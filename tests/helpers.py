@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from transforms import schema as s
+from proxylink.transforms import schema as s
 
 PROXY = "10.20.0.5"
 PROXY_PORT = 8080

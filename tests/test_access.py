@@ -21,9 +21,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from jobs.cli import main
-from jobs.column_docs import COLUMN_DOCS
-from jobs.tables import open_tables
+from proxylink.jobs.cli import main
+from proxylink.jobs.column_docs import COLUMN_DOCS
+from proxylink.jobs.tables import open_tables
 
 ROOT = Path(__file__).parent.parent
 CONF = ROOT / "conf" / "local.yaml"

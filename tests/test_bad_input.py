@@ -7,10 +7,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import direct, frame, http_row, leg, np_row, ssl_row, write_lake
 
-from jobs.cli import main
-from transforms import schema as s
+from proxylink.jobs.cli import main
+from proxylink.transforms import schema as s
+from tests.helpers import direct, frame, http_row, leg, np_row, ssl_row, write_lake
 
 DAY = "2026-11-01"
 

@@ -83,9 +83,9 @@ def test_a_sample_of_any_size_publishes_with_the_default_expectations(
 ) -> None:
     """A newcomer's first `sample` then `run` publishes, whatever size they asked for: the
     generator's deliberately broken rows never push one file past the input suite's rates."""
-    from jobs.config import load_config
-    from jobs.run import run_day
-    from jobs.sample import SampleSpec, write_sample
+    from proxylink.jobs.config import load_config
+    from proxylink.jobs.run import run_day
+    from proxylink.jobs.sample import SampleSpec, write_sample
 
     spec = SampleSpec(devices=devices, days=1, seed=devices)
     lake = write_sample(tmp_path / "lake", spec)

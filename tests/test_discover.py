@@ -12,19 +12,19 @@ from typing import Any
 import polars as pl
 import pytest
 import yaml
-from helpers import T0, frame, http_row, leg, np_row, ssl_row, write_lake
 
-from jobs.cli import main
-from jobs.config import load_config
-from jobs.discover import discover_day
-from jobs.plan import plan_files
-from jobs.run import fingerprint, run_day
-from jobs.sample import SampleSpec, write_sample
-from jobs.status import day_status
-from transforms import schema as s
-from transforms.discover import DiscoveryRules, discover
-from transforms.params import DayWindow, LinkParams
-from transforms.polars_engine.normalise import harmonise
+from proxylink.jobs.cli import main
+from proxylink.jobs.config import load_config
+from proxylink.jobs.discover import discover_day
+from proxylink.jobs.plan import plan_files
+from proxylink.jobs.run import fingerprint, run_day
+from proxylink.jobs.sample import SampleSpec, write_sample
+from proxylink.jobs.status import day_status
+from proxylink.transforms import schema as s
+from proxylink.transforms.discover import DiscoveryRules, discover
+from proxylink.transforms.params import DayWindow, LinkParams
+from proxylink.transforms.polars_engine.normalise import harmonise
+from tests.helpers import T0, frame, http_row, leg, np_row, ssl_row, write_lake
 
 DAY = date(2026, 11, 1)
 START = T0.replace(hour=0)

@@ -18,12 +18,12 @@ from typing import Any
 
 import polars as pl
 import pytest
-from helpers import at, direct, frame, http_row, leg, np_row, ssl_row, write_lake
 
-from jobs.config import load_config
-from jobs.run import RunReport, run_day
-from jobs.sample import SampleSpec, write_sample
-from transforms import schema as s
+from proxylink.jobs.config import load_config
+from proxylink.jobs.run import RunReport, run_day
+from proxylink.jobs.sample import SampleSpec, write_sample
+from proxylink.transforms import schema as s
+from tests.helpers import at, direct, frame, http_row, leg, np_row, ssl_row, write_lake
 
 DAY = date(2026, 11, 1)
 OTHER = datetime(2026, 11, 1, 11, 0, tzinfo=UTC)
@@ -366,11 +366,11 @@ def test_curated_rows_joined_a_few_files_at_a_time_equal_one_join(
     """The polars runner joins the curated rows to their decisions in chunks of whole files to
     bound memory; the rows, the rejects and the evidence must be those of one join over the
     whole window."""
-    from jobs.lake import scan_lake
-    from jobs.plan import plan_files
-    from transforms.params import DayWindow, LinkParams, parse_proxy
-    from transforms.polars_engine import assemble
-    from transforms.polars_engine.engine import build_day
+    from proxylink.jobs.lake import scan_lake
+    from proxylink.jobs.plan import plan_files
+    from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
+    from proxylink.transforms.polars_engine import assemble
+    from proxylink.transforms.polars_engine.engine import build_day
 
     lake = write_sample(tmp_path / "lake", SampleSpec(devices=30, start=DAY, days=1, seed=9))
     params = LinkParams(proxies=tuple(parse_proxy(f"{i}:{p}") for i, p in SampleSpec().proxies))

@@ -18,21 +18,21 @@ import dateutil.parser
 import polars as pl
 import pytest
 from deltalake import DeltaTable
-from helpers import frame, http_row, leg, np_row, write_lake
 
-from expectations.runner import ValidationReport, gx_run_name, run_identifier
-from expectations.suites import CHECK_IDS
-from jobs import publish
-from jobs.cli import main
-from jobs.config import Config, load_config
-from jobs.errors import ValidationFailed
-from jobs.gate import publish_gated
-from jobs.publish import CURATED_TABLE, REJECTS_TABLE
-from jobs.run import new_run_id, run_day
-from transforms import schema as s
-from transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE, SUMMARY_TABLES
-from transforms.engine import DayResult
-from transforms.params import DayWindow
+from proxylink.expectations.runner import ValidationReport, gx_run_name, run_identifier
+from proxylink.expectations.suites import CHECK_IDS
+from proxylink.jobs import publish
+from proxylink.jobs.cli import main
+from proxylink.jobs.config import Config, load_config
+from proxylink.jobs.errors import ValidationFailed
+from proxylink.jobs.gate import publish_gated
+from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.run import new_run_id, run_day
+from proxylink.transforms import schema as s
+from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE, SUMMARY_TABLES
+from proxylink.transforms.engine import DayResult
+from proxylink.transforms.params import DayWindow
+from tests.helpers import frame, http_row, leg, np_row, write_lake
 
 DAY = date(2026, 11, 1)
 RUN_TIME = datetime(2026, 12, 3, 12, 54, 59, tzinfo=UTC)
@@ -226,7 +226,7 @@ SUMMARY_DEFECTS: dict[str, tuple[str, SummaryDefect]] = {
 
 
 def test_every_critical_expectation_has_a_defect_test() -> None:
-    from expectations.suites import CHECKS
+    from proxylink.expectations.suites import CHECKS
 
     critical = {c.id for checks in CHECKS.values() for c in checks if c.severity == "critical"}
     assert critical == set(DEFECTS) | set(SUMMARY_DEFECTS)

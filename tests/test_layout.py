@@ -103,3 +103,63 @@ def test_the_guards_find_what_they_guard_against() -> None:
         "2: imports pyspark.sql",
     ]
     assert ENGINES and len(MODULES) > 10  # the tree the guards walk is the real one
+
+
+def bare_imports(source: str) -> list[str]:
+    """Where `source` imports the code by its folder name (`jobs.run`) instead of the installed
+    package (`proxylink.jobs.run`): the one would load a second copy of every module."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module]
+        found += [f"{node.lineno}: imports {m}" for m in modules if m.split(".")[0] in _FOLDERS]
+    return found
+
+
+_FOLDERS = {"jobs", "transforms", "expectations", "helpers", "cdp"}
+SOURCES = sorted(
+    p
+    for top in ("jobs", "transforms", "expectations", "tests", "bench", "deploy")
+    for p in (ROOT / top).rglob("*.py")
+    if ".data" not in p.parts
+)
+
+
+@pytest.mark.parametrize("module", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_code_imports_the_proxylink_package_never_a_bare_folder(module: Path) -> None:
+    assert bare_imports(module.read_text(encoding="utf-8")) == []
+
+
+def test_the_bare_import_guard_finds_one() -> None:
+    source = "import jobs.run\nfrom transforms import schema\nfrom proxylink.jobs import run\n"
+    assert bare_imports(source) == ["1: imports jobs.run", "2: imports transforms"]
+    assert (ROOT / "proxylink" / "jobs").resolve() == ROOT / "jobs"  # the package's folders
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
+    """A built wheel adds `proxylink` to site-packages and nothing else, with every module."""
+    import subprocess
+    import sys
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
+         str(ROOT)], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("proxylink-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+    assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["proxylink"]
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {
+        "proxylink"
+    }
+    modules = {p.relative_to(ROOT).as_posix() for p in MODULES} | {
+        p.relative_to(ROOT).as_posix() for top in ("jobs", "expectations")
+        for p in (ROOT / top).rglob("*.py")
+    }  # fmt: skip
+    assert {f"proxylink/{m}" for m in modules} <= set(names)
+    assert "proxylink/jobs/spark-log4j2.properties" in names

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
-from helpers import (
+
+from proxylink.transforms import schema as s
+from tests.helpers import (
     PROXY,
     PROXY_PORT,
     at,
@@ -19,8 +21,6 @@ from helpers import (
     ssl_row,
     target_np,
 )
-
-from transforms import schema as s
 
 Build = Callable[..., Any]
 

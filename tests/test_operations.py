@@ -16,10 +16,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
-from helpers import frame, leg, np_row, write_lake
 
-from jobs.cli import main
-from jobs.lock import curated_lock
+from proxylink.jobs.cli import main
+from proxylink.jobs.lock import curated_lock
+from tests.helpers import frame, leg, np_row, write_lake
 
 DAY_MS = 24 * 3600 * 1000
 BIN = Path(sys.executable).parent / "proxylink"
@@ -130,7 +130,7 @@ def test_a_held_lock_fails_with_exit_4_or_waits(
 
 
 def test_a_run_killed_mid_write_leaves_the_published_table_intact(tmp_path: Path) -> None:
-    from jobs.sample import SampleSpec, write_sample
+    from proxylink.jobs.sample import SampleSpec, write_sample
 
     lake = write_sample(tmp_path / "lake", SampleSpec(devices=150, seed=3))
     root = tmp_path / "cur"
@@ -238,9 +238,9 @@ def test_clock_skew_within_the_margin_is_counted(tmp_path: Path) -> None:
 # run at an exact point (between two commits, in the middle of a build) without timing races.
 _CHILD = """
 import os, signal, sys
-import jobs.publish as publish
-import jobs.engines as engines
-from jobs.cli import main
+import proxylink.jobs.publish as publish
+import proxylink.jobs.engines as engines
+from proxylink.jobs.cli import main
 mode = os.environ["STOP_AT"]
 if mode == "between-commits":
     real, done = publish.commit_files, []
@@ -272,7 +272,7 @@ def test_a_run_from_python_dash_c_validates_and_publishes(tmp_path: Path) -> Non
     0 when grpc is missing; great-expectations imports it. A run started from `python -c` (or
     an embedded interpreter, or a pytest-xdist worker) must still validate and publish."""
     events, root = _lake(tmp_path), tmp_path / "cur"
-    code = "import sys; from jobs.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from proxylink.jobs.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["run", "--date", "2026-11-01", *_args(events, root)]
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=300)  # fmt: skip
@@ -287,7 +287,7 @@ TABLES = ("connection_success", "rejects", "domain_daily", "proxy_coverage")
 
 def _read_all(root: Path) -> dict[str, list[tuple[object, ...]]]:
     """Every table as `proxylink sql` shows it, rows sorted."""
-    from jobs.query import run_query
+    from proxylink.jobs.query import run_query
 
     got = {}
     for name in TABLES:
@@ -324,7 +324,7 @@ def test_a_run_killed_between_its_commits_leaves_readers_on_one_snapshot(tmp_pat
 def test_a_full_disk_leaves_every_table_readable_and_unchanged(tmp_path: Path) -> None:
     import resource
 
-    from jobs.sample import SampleSpec, write_sample
+    from proxylink.jobs.sample import SampleSpec, write_sample
 
     lake = write_sample(tmp_path / "lake", SampleSpec(devices=40, seed=5))
     root = tmp_path / "cur"
@@ -415,7 +415,7 @@ def test_a_proxy_range_wider_than_a_slash_8_is_warned_about(
 def test_readers_follow_commits_that_change_no_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from jobs.tables import snapshot_version
+    from proxylink.jobs.tables import snapshot_version
 
     events, root = _lake(tmp_path), tmp_path / "cur"
     assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0

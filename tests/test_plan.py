@@ -6,11 +6,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from helpers import frame, leg, write_lake
 
-from jobs.errors import InputError
-from jobs.plan import parse_day, plan, plan_files
-from transforms.params import DayWindow, LinkParams, parse_proxy
+from proxylink.jobs.errors import InputError
+from proxylink.jobs.plan import parse_day, plan, plan_files
+from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
+from tests.helpers import frame, leg, write_lake
 
 PARAMS = LinkParams(proxies=(parse_proxy("10.20.0.5"),), tolerance_ms=5000, clock_skew_ms=300_000)
 DAY = date(2026, 11, 1)

@@ -9,9 +9,9 @@ from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
-from helpers import leg, np_row
 
-from transforms import schema as s
+from proxylink.transforms import schema as s
+from tests.helpers import leg, np_row
 
 Build = Callable[..., Any]
 NEXT_DAY_MS = 24 * 3600 * 1000

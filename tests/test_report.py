@@ -19,11 +19,9 @@ from urllib.parse import unquote, urlparse
 
 import polars as pl
 import pytest
-from cdp import INSTALL_HINT, Browser, Page, find_chromium
-from helpers import frame, http_row, leg, np_row
 
-from jobs.report import write_report
-from jobs.report_html import (
+from proxylink.jobs.report import write_report
+from proxylink.jobs.report_html import (
     DailyReport,
     DomainRow,
     TrendPoint,
@@ -31,7 +29,9 @@ from jobs.report_html import (
     render,
     trend_chart,
 )
-from transforms import schema as s
+from proxylink.transforms import schema as s
+from tests.cdp import INSTALL_HINT, Browser, Page, find_chromium
+from tests.helpers import frame, http_row, leg, np_row
 
 BIN = Path(sys.executable).parent / "proxylink"
 CONF = Path(__file__).parent.parent / "conf" / "local.yaml"

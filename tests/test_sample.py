@@ -8,9 +8,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import _SHAPES, main
-from jobs.sample import SampleSpec, Shapes, write_sample
-from transforms import schema as s
+from proxylink.jobs.cli import _SHAPES, main
+from proxylink.jobs.sample import SampleSpec, Shapes, write_sample
+from proxylink.transforms import schema as s
 
 PROXIES = [ip for ip, _ in SampleSpec().proxies]
 

@@ -17,9 +17,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from jobs.config import load_config
-from jobs.run import run_day
-from jobs.sample import SampleSpec, write_sample
+from proxylink.jobs.config import load_config
+from proxylink.jobs.run import run_day
+from proxylink.jobs.sample import SampleSpec, write_sample
 
 ROOT = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent

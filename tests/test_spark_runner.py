@@ -13,15 +13,15 @@ from typing import Any
 
 import polars as pl
 import pytest
-from helpers import frame, leg, np_row, write_lake
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import spark_run, spark_tasks
-from jobs.config import load_config
-from jobs.run import run_day
-from jobs.sample import SampleSpec, write_sample
-from transforms.engine import EngineUnavailable
+from proxylink.jobs import spark_run, spark_tasks
+from proxylink.jobs.config import load_config
+from proxylink.jobs.run import run_day
+from proxylink.jobs.sample import SampleSpec, write_sample
+from proxylink.transforms.engine import EngineUnavailable
+from tests.helpers import frame, leg, np_row, write_lake
 
 DAY = date(2026, 11, 1)
 BIN = Path(sys.executable).parent / "proxylink"

@@ -14,10 +14,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from jobs.config import load_config
-from jobs.run import RunReport, run_day
-from jobs.sample import SampleSpec, write_sample
-from transforms import schema as s
+from proxylink.jobs.config import load_config
+from proxylink.jobs.run import RunReport, run_day
+from proxylink.jobs.sample import SampleSpec, write_sample
+from proxylink.transforms import schema as s
 
 DAY = date(2026, 11, 1)
 TOLERANCE = timedelta(seconds=5)
@@ -120,9 +120,9 @@ def _nearest_baseline(lake: Path) -> pl.DataFrame:
 
 def _read_lake(lake: Path) -> pl.DataFrame:
     """The lake's columns the baseline reads, each file typed as the job types it."""
-    from jobs import lake as reader
-    from jobs.plan import plan_files
-    from transforms.params import DayWindow, LinkParams
+    from proxylink.jobs import lake as reader
+    from proxylink.jobs.plan import plan_files
+    from proxylink.transforms.params import DayWindow, LinkParams
 
     params = LinkParams(proxies=())
     files = plan_files(lake, DayWindow.for_day(DAY, params), params)

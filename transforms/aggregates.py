@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from transforms import schema as s
+from proxylink.transforms import schema as s
 
 DOMAIN_DAILY_TABLE: Final = "domain_daily"
 PROXY_COVERAGE_TABLE: Final = "proxy_coverage"

@@ -17,9 +17,9 @@ from typing import Final
 
 import polars as pl
 
-from transforms import schema as s
-from transforms.polars_engine.classify import normalise_domain, normalise_ip
-from transforms.polars_engine.normalise import evidence_fields
+from proxylink.transforms import schema as s
+from proxylink.transforms.polars_engine.classify import normalise_domain, normalise_ip
+from proxylink.transforms.polars_engine.normalise import evidence_fields
 
 # What discovery reads of each row; nothing else is scanned.
 COLUMNS: Final = (

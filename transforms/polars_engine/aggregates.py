@@ -13,9 +13,9 @@ from datetime import date
 
 import polars as pl
 
-from transforms import aggregates as a
-from transforms import schema as s
-from transforms.psl import EXCEPTION, KIND, NORMAL, SUFFIX, WILDCARD, SuffixRules
+from proxylink.transforms import aggregates as a
+from proxylink.transforms import schema as s
+from proxylink.transforms.psl import EXCEPTION, KIND, NORMAL, SUFFIX, WILDCARD, SuffixRules
 
 _LABELS, _N, _K, _CAND, _PROC = "_labels", "_n", "_k", "_cand", "_proc"
 

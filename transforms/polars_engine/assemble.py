@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms import schema as s
-from transforms.aggregates import EVIDENCE_EVENTS
-from transforms.engine import INPUT_COUNTS
-from transforms.params import DayWindow
-from transforms.polars_engine import aggregates
-from transforms.polars_engine.classify import (
+from proxylink.transforms import schema as s
+from proxylink.transforms.aggregates import EVIDENCE_EVENTS
+from proxylink.transforms.engine import INPUT_COUNTS
+from proxylink.transforms.params import DayWindow
+from proxylink.transforms.polars_engine import aggregates
+from proxylink.transforms.polars_engine.classify import (
     BAD_NAME,
     DEV,
     DIRECT,
@@ -32,8 +32,8 @@ from transforms.polars_engine.classify import (
     TARGET_PORT,
     UNKNOWN_ACTION,
 )
-from transforms.polars_engine.link import EV_ID, ID, LEG_ID, REQ_HOSTS, LinkResult
-from transforms.polars_engine.normalise import (
+from proxylink.transforms.polars_engine.link import EV_ID, ID, LEG_ID, REQ_HOSTS, LinkResult
+from proxylink.transforms.polars_engine.normalise import (
     FILE,
     HOME_DAY,
     REASON,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms import schema as s
-from transforms.params import LinkParams, ProxyMatch, ProxyRule
-from transforms.polars_engine.normalise import (
+from proxylink.transforms import schema as s
+from proxylink.transforms.params import LinkParams, ProxyMatch, ProxyRule
+from proxylink.transforms.polars_engine.normalise import (
     AF_HOST,
     AF_METHOD,
     AF_SERVER_NAME,

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from transforms.engine import DayFrames, DaySummary, Steps, no_steps
-from transforms.params import DayWindow, LinkParams
-from transforms.polars_engine import assemble, classify, link, normalise
+from proxylink.transforms.engine import DayFrames, DaySummary, Steps, no_steps
+from proxylink.transforms.params import DayWindow, LinkParams
+from proxylink.transforms.polars_engine import assemble, classify, link, normalise
 
 
 def build_day(

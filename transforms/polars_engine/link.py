@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms import schema as s
-from transforms.params import DayWindow, LinkParams
-from transforms.polars_engine.classify import (
+from proxylink.transforms import schema as s
+from proxylink.transforms.params import DayWindow, LinkParams
+from proxylink.transforms.polars_engine.classify import (
     DEV,
     DOMAIN,
     DOMAIN_CODE,

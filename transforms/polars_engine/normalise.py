@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms import schema as s
-from transforms.params import LinkParams
+from proxylink.transforms import schema as s
+from proxylink.transforms.params import LinkParams
 
 # Internal bookkeeping columns that the job adds to every raw row.
 FILE: str = "_file"
