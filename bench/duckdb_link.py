@@ -2,7 +2,7 @@
 
 The SQL lives in its own file so that it reads as SQL; this module only fills in the parameters
 (the planned files, the day's windows, the tolerance and the proxies) and runs it. Planning goes
-through `jobs.plan.plan_files`, so both contenders read exactly the same files.
+through `jobs.nightly.plan.plan_files`, so both contenders read exactly the same files.
 
     .venv/bin/python bench/duckdb_link.py --date 2026-11-01 --events LAKE/DeviceNetworkEvents \
         --out day.parquet --proxy 10.20.0.5:8080 --proxy 10.20.0.6:3128
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from proxylink.jobs.plan import parse_day, plan_files
+from proxylink.jobs.nightly.plan import parse_day, plan_files
 from proxylink.transforms.params import DayWindow, LinkParams, ProxyRule, parse_proxy
 
 SQL_TEMPLATE = Path(__file__).with_name("duckdb_link.sql")

@@ -46,7 +46,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from proxylink.jobs.plan import plan_files
+from proxylink.jobs.nightly.plan import plan_files
 from proxylink.jobs.sample import LAKE_FORMAT, SampleSpec, write_sample
 from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
 

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from proxylink.jobs.config import load_config
-from proxylink.jobs.run import RunReport, run_day
-from proxylink.jobs.spark_session import SparkSettings, build_session
+from proxylink.jobs.engines.spark_session import SparkSettings, build_session
+from proxylink.jobs.nightly.run import RunReport, run_day
 from tests.helpers import PROXY, PROXY_PORT, frame, write_lake
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from proxylink.jobs.cli import main
-from proxylink.jobs.column_docs import COLUMN_DOCS
-from proxylink.jobs.tables import open_tables
+from proxylink.jobs.serving.column_docs import COLUMN_DOCS
+from proxylink.jobs.serving.tables import open_tables
 
 ROOT = Path(__file__).parent.parent
 CONF = ROOT / "conf" / "local.yaml"

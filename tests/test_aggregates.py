@@ -19,9 +19,9 @@ import pytest
 from publicsuffixlist import PublicSuffixList
 
 from proxylink.jobs.config import load_config
-from proxylink.jobs.run import run_day
+from proxylink.jobs.nightly.run import run_day
+from proxylink.jobs.nightly.suffixes import suffix_rules
 from proxylink.jobs.sample import SampleSpec, write_sample
-from proxylink.jobs.suffixes import suffix_rules
 from proxylink.transforms.polars_engine.aggregates import registered_domains
 from proxylink.transforms.psl import parse_rules
 from tests.helpers import direct, http_row, leg, np_row
@@ -196,7 +196,7 @@ def test_a_day_published_by_a_version_without_the_summary_tables_is_rebuilt(
 ) -> None:
     """The nightly run skips days whose fingerprint is unchanged; the tables a version
     publishes are part of it, so an upgrade fills in the new tables instead of skipping."""
-    from proxylink.jobs import run as run_module
+    from proxylink.jobs.nightly import run as run_module
 
     summary = write_sample(tmp_path / "lake", SampleSpec(devices=20, start=DAY, days=1, seed=4))
     config = load_config(

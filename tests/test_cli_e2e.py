@@ -84,7 +84,7 @@ def test_a_sample_of_any_size_publishes_with_the_default_expectations(
     """A newcomer's first `sample` then `run` publishes, whatever size they asked for: the
     generator's deliberately broken rows never push one file past the input suite's rates."""
     from proxylink.jobs.config import load_config
-    from proxylink.jobs.run import run_day
+    from proxylink.jobs.nightly.run import run_day
     from proxylink.jobs.sample import SampleSpec, write_sample
 
     spec = SampleSpec(devices=devices, days=1, seed=devices)

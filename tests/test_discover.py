@@ -15,11 +15,11 @@ import yaml
 
 from proxylink.jobs.cli import main
 from proxylink.jobs.config import load_config
-from proxylink.jobs.discover import discover_day
-from proxylink.jobs.plan import plan_files
-from proxylink.jobs.run import fingerprint, run_day
+from proxylink.jobs.nightly.discover import discover_day
+from proxylink.jobs.nightly.plan import plan_files
+from proxylink.jobs.nightly.run import fingerprint, run_day
+from proxylink.jobs.nightly.status import day_status
 from proxylink.jobs.sample import SampleSpec, write_sample
-from proxylink.jobs.status import day_status
 from proxylink.transforms import schema as s
 from proxylink.transforms.discover import DiscoveryRules, discover
 from proxylink.transforms.params import DayWindow, LinkParams

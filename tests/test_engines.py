@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 
 from proxylink.jobs.config import load_config
-from proxylink.jobs.run import RunReport, run_day
+from proxylink.jobs.nightly.run import RunReport, run_day
 from proxylink.jobs.sample import SampleSpec, write_sample
 from proxylink.transforms import schema as s
 from tests.helpers import at, direct, frame, http_row, leg, np_row, ssl_row, write_lake
@@ -366,8 +366,8 @@ def test_curated_rows_joined_a_few_files_at_a_time_equal_one_join(
     """The polars runner joins the curated rows to their decisions in chunks of whole files to
     bound memory; the rows, the rejects and the evidence must be those of one join over the
     whole window."""
-    from proxylink.jobs.lake import scan_lake
-    from proxylink.jobs.plan import plan_files
+    from proxylink.jobs.nightly.lake import scan_lake
+    from proxylink.jobs.nightly.plan import plan_files
     from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
     from proxylink.transforms.polars_engine import assemble
     from proxylink.transforms.polars_engine.engine import build_day

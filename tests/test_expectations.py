@@ -21,13 +21,13 @@ from deltalake import DeltaTable
 
 from proxylink.expectations.runner import ValidationReport, gx_run_name, run_identifier
 from proxylink.expectations.suites import CHECK_IDS
-from proxylink.jobs import publish
 from proxylink.jobs.cli import main
 from proxylink.jobs.config import Config, load_config
 from proxylink.jobs.errors import ValidationFailed
-from proxylink.jobs.gate import publish_gated
-from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
-from proxylink.jobs.run import new_run_id, run_day
+from proxylink.jobs.nightly import publish
+from proxylink.jobs.nightly.gate import publish_gated
+from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.nightly.run import new_run_id, run_day
 from proxylink.transforms import schema as s
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE, SUMMARY_TABLES
 from proxylink.transforms.engine import DayResult

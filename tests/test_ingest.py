@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from proxylink.jobs.cli import main
-from proxylink.jobs.lock import curated_lock
+from proxylink.jobs.nightly.lock import curated_lock
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_NAME = "reference/m365-defender-streaming-sample.ndjson"

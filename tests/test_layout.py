@@ -106,8 +106,9 @@ def test_the_guards_find_what_they_guard_against() -> None:
 
 
 def bare_imports(source: str) -> list[str]:
-    """Where `source` imports the code by its folder name (`jobs.run`) instead of the installed
-    package (`proxylink.jobs.run`): the one would load a second copy of every module."""
+    """Where `source` imports the code by its folder name (`jobs.nightly.run`) instead of the
+    installed package (`proxylink.jobs.nightly.run`): the one would load a second copy of every
+    module."""
     found = []
     for node in ast.walk(ast.parse(source)):
         modules: list[str] = []
@@ -134,8 +135,10 @@ def test_code_imports_the_proxylink_package_never_a_bare_folder(module: Path) ->
 
 
 def test_the_bare_import_guard_finds_one() -> None:
-    source = "import jobs.run\nfrom transforms import schema\nfrom proxylink.jobs import run\n"
-    assert bare_imports(source) == ["1: imports jobs.run", "2: imports transforms"]
+    source = (
+        "import jobs.nightly.run\nfrom transforms import schema\nfrom proxylink.jobs import run\n"
+    )
+    assert bare_imports(source) == ["1: imports jobs.nightly.run", "2: imports transforms"]
     assert (ROOT / "proxylink" / "jobs").resolve() == ROOT / "jobs"  # the package's folders
 
 

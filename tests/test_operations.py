@@ -18,7 +18,7 @@ import pytest
 from deltalake import DeltaTable
 
 from proxylink.jobs.cli import main
-from proxylink.jobs.lock import curated_lock
+from proxylink.jobs.nightly.lock import curated_lock
 from tests.helpers import frame, leg, np_row, write_lake
 
 DAY_MS = 24 * 3600 * 1000
@@ -238,8 +238,8 @@ def test_clock_skew_within_the_margin_is_counted(tmp_path: Path) -> None:
 # run at an exact point (between two commits, in the middle of a build) without timing races.
 _CHILD = """
 import os, signal, sys
-import proxylink.jobs.publish as publish
-import proxylink.jobs.engines as engines
+import proxylink.jobs.nightly.publish as publish
+import proxylink.jobs.engines.runner as engines
 from proxylink.jobs.cli import main
 mode = os.environ["STOP_AT"]
 if mode == "between-commits":
@@ -287,7 +287,7 @@ TABLES = ("connection_success", "rejects", "domain_daily", "proxy_coverage")
 
 def _read_all(root: Path) -> dict[str, list[tuple[object, ...]]]:
     """Every table as `proxylink sql` shows it, rows sorted."""
-    from proxylink.jobs.query import run_query
+    from proxylink.jobs.serving.query import run_query
 
     got = {}
     for name in TABLES:
@@ -415,7 +415,7 @@ def test_a_proxy_range_wider_than_a_slash_8_is_warned_about(
 def test_readers_follow_commits_that_change_no_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from proxylink.jobs.tables import snapshot_version
+    from proxylink.jobs.serving.tables import snapshot_version
 
     events, root = _lake(tmp_path), tmp_path / "cur"
     assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from proxylink.jobs.errors import InputError
-from proxylink.jobs.plan import parse_day, plan, plan_files
+from proxylink.jobs.nightly.plan import parse_day, plan, plan_files
 from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
 from tests.helpers import frame, leg, write_lake
 

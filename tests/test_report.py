@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 import pytest
 
-from proxylink.jobs.report import write_report
-from proxylink.jobs.report_html import (
+from proxylink.jobs.serving.report import write_report
+from proxylink.jobs.serving.report_html import (
     DailyReport,
     DomainRow,
     TrendPoint,

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from proxylink.jobs.config import load_config
-from proxylink.jobs.run import run_day
+from proxylink.jobs.nightly.run import run_day
 from proxylink.jobs.sample import SampleSpec, write_sample
 
 ROOT = Path(__file__).parent.parent

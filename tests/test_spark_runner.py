@@ -16,9 +16,9 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from proxylink.jobs import spark_run, spark_tasks
 from proxylink.jobs.config import load_config
-from proxylink.jobs.run import run_day
+from proxylink.jobs.engines import spark_run, spark_tasks
+from proxylink.jobs.nightly.run import run_day
 from proxylink.jobs.sample import SampleSpec, write_sample
 from proxylink.transforms.engine import EngineUnavailable
 from tests.helpers import frame, leg, np_row, write_lake

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from proxylink.jobs.config import load_config
-from proxylink.jobs.run import RunReport, run_day
+from proxylink.jobs.nightly.run import RunReport, run_day
 from proxylink.jobs.sample import SampleSpec, write_sample
 from proxylink.transforms import schema as s
 
@@ -120,8 +120,8 @@ def _nearest_baseline(lake: Path) -> pl.DataFrame:
 
 def _read_lake(lake: Path) -> pl.DataFrame:
     """The lake's columns the baseline reads, each file typed as the job types it."""
-    from proxylink.jobs import lake as reader
-    from proxylink.jobs.plan import plan_files
+    from proxylink.jobs.nightly import lake as reader
+    from proxylink.jobs.nightly.plan import plan_files
     from proxylink.transforms.params import DayWindow, LinkParams
 
     params = LinkParams(proxies=())

@@ -35,4 +35,4 @@ exec "$home/.venv/bin/spark-submit" \
   --conf spark.executorEnv.POLARS_MAX_THREADS=1 \
   --conf spark.dynamicAllocation.enabled="${DYNAMIC_ALLOCATION:-true}" \
   --conf spark.dynamicAllocation.shuffleTracking.enabled=true \
-  "$home/jobs/spark_entry.py" --log-format json run --conf "$conf" --lookback 2 "$@"
+  "$home/jobs/engines/spark_entry.py" --log-format json run --conf "$conf" --lookback 2 "$@"

@@ -30,9 +30,9 @@ from proxylink.jobs.errors import (
     ProxylinkError,
     printable,
 )
-from proxylink.jobs.nightly import DayOutcome
-from proxylink.jobs.plan import parse_day
-from proxylink.jobs.run import RunReport
+from proxylink.jobs.nightly.days import DayOutcome
+from proxylink.jobs.nightly.plan import parse_day
+from proxylink.jobs.nightly.run import RunReport
 from proxylink.transforms.aggregates import SUMMARY_TABLES
 from proxylink.transforms.engine import ENGINES, EngineUnavailable
 from proxylink.transforms.params import parse_proxy
@@ -377,7 +377,7 @@ def _summary(report: RunReport, seconds: float) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from proxylink.jobs.nightly import build_days, exit_code, yesterday
+    from proxylink.jobs.nightly.days import build_days, exit_code, yesterday
 
     config = load_config(args.conf, _overrides(args))
     day = args.date or yesterday(datetime.now(UTC))
@@ -404,7 +404,7 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    from proxylink.jobs.nightly import build_days, days_between, exit_code
+    from proxylink.jobs.nightly.days import build_days, days_between, exit_code
 
     if args.last < args.first:
         raise ConfigError(f"--to {args.last} is before --from {args.first}")
@@ -441,8 +441,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from proxylink.jobs.nightly import days_between
-    from proxylink.jobs.status import day_status, known_days
+    from proxylink.jobs.nightly.days import days_between
+    from proxylink.jobs.nightly.status import day_status, known_days
 
     config = _lenient_config(args)
     _, root = config.require_paths()
@@ -466,8 +466,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_maintain(args: argparse.Namespace) -> int:
-    from proxylink.jobs.maintain import maintain
-    from proxylink.jobs.run import new_run_id
+    from proxylink.jobs.nightly.maintain import maintain
+    from proxylink.jobs.nightly.run import new_run_id
 
     config = _lenient_config(args)
     done = maintain(config, "maintain-" + new_run_id(datetime.now(UTC)), dry_run=args.dry_run)
@@ -491,7 +491,7 @@ def _lenient_config(args: argparse.Namespace) -> Config:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from proxylink.jobs.gate import describe_failure, validate_published
+    from proxylink.jobs.nightly.gate import describe_failure, validate_published
 
     config = load_config(args.conf, _overrides(args))
     if config.events is None:  # validating needs no input lake
@@ -512,8 +512,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_discover(args: argparse.Namespace) -> int:
     import json
 
-    from proxylink.jobs.discover import as_text, as_yaml, discover_day
     from proxylink.jobs.errors import EXIT_INPUT
+    from proxylink.jobs.nightly.discover import as_text, as_yaml, discover_day
 
     overrides: dict[str, Any] = {}
     if args.events is not None:
@@ -549,7 +549,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from proxylink.jobs.query import run_query
+    from proxylink.jobs.serving.query import run_query
 
     root = _curated_root(args)
     max_rows = args.max_rows if args.max_rows or args.format != "table" else 50
@@ -578,7 +578,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from proxylink.jobs.export import export_duckdb
+    from proxylink.jobs.serving.export import export_duckdb
 
     if args.first and args.last and args.last < args.first:
         raise ConfigError(f"--to {args.last} is before --from {args.first}")
@@ -603,8 +603,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_ddl(args: argparse.Namespace) -> int:
-    from proxylink.jobs.ddl import DdlOptions, ddl_notes, ddl_statements
-    from proxylink.jobs.tables import open_tables
+    from proxylink.jobs.serving.ddl import DdlOptions, ddl_notes, ddl_statements
+    from proxylink.jobs.serving.tables import open_tables
 
     tables = open_tables(_curated_root(args))
     comments = args.comments if args.comments is not None else args.dialect == "databricks"
@@ -623,13 +623,13 @@ def _cmd_ddl(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from proxylink.jobs.report import write_report
+    from proxylink.jobs.serving.report import write_report
 
     overrides = {"curated": str(args.curated)} if args.curated is not None else None
     config = load_config(args.conf, overrides)
     if config.curated is None:
         raise ConfigError("no curated path: set `curated:` in the config or pass --curated")
-    from proxylink.jobs.nightly import yesterday
+    from proxylink.jobs.nightly.days import yesterday
 
     day = args.date or yesterday(datetime.now(UTC))
     print(write_report(config.curated, day, args.days, args.out))
@@ -646,7 +646,7 @@ def _validation_line(report: RunReport) -> str:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from proxylink.jobs.ingest import FileResult, ingest
+    from proxylink.jobs.ingest.landing import FileResult, ingest
 
     def show(f: FileResult) -> None:
         if f.status == "failed":

@@ -21,7 +21,7 @@ from proxylink.jobs.errors import (
     ProxylinkError,
     ValidationFailed,
 )
-from proxylink.jobs.run import RunReport, run_day
+from proxylink.jobs.nightly.run import RunReport, run_day
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,12 @@
 
 `run_day` asks for a runner by the configured engine name and never branches on it. Both
 runners build with the one link core (`transforms.polars_engine.engine.build_day`) and stage
-through `jobs.stage`, so they stage the same rows; one delta-rs commit per table publishes them.
+through `jobs.nightly.stage`, so they stage the same rows; one delta-rs commit per table
+publishes them.
 
 - polars: one process builds the whole day.
 - spark: Spark reads the files in parallel, shuffles the rows by device and builds each device
-  partition with the same core inside its tasks (`jobs.spark_run`).
+  partition with the same core inside its tasks (`jobs.engines.spark_run`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Protocol, TypeVar
 
 import polars as pl
 
-from proxylink.jobs import lake, stage
 from proxylink.jobs.config import Config
-from proxylink.jobs.plan import PlannedFile
-from proxylink.jobs.publish import CURATED_TABLE
-from proxylink.jobs.stage import StageTargets
+from proxylink.jobs.nightly import lake, stage
+from proxylink.jobs.nightly.plan import PlannedFile
+from proxylink.jobs.nightly.publish import CURATED_TABLE
+from proxylink.jobs.nightly.stage import StageTargets
 from proxylink.jobs.timing import Timer
 from proxylink.transforms import discover
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE
@@ -159,7 +160,7 @@ class PolarsRunner:
 
 def runner_for(config: Config) -> Runner:
     if config.engine == "spark":
-        from proxylink.jobs.spark_run import SparkRunner
+        from proxylink.jobs.engines.spark_run import SparkRunner
 
         return SparkRunner(config)
     return PolarsRunner()

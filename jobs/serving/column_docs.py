@@ -7,7 +7,7 @@ entry simply gets no comment.
 
 from __future__ import annotations
 
-from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 
 TABLE_DOCS: dict[str, str] = {

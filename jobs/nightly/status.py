@@ -8,11 +8,11 @@ from datetime import date
 from pathlib import Path
 
 from proxylink.jobs.config import Config
-from proxylink.jobs.discover import recorded_proxies
 from proxylink.jobs.errors import InputError
-from proxylink.jobs.gate import day_manifests, last_published
-from proxylink.jobs.plan import plan_files
-from proxylink.jobs.run import fingerprint
+from proxylink.jobs.nightly.discover import recorded_proxies
+from proxylink.jobs.nightly.gate import day_manifests, last_published
+from proxylink.jobs.nightly.plan import plan_files
+from proxylink.jobs.nightly.run import fingerprint
 from proxylink.transforms.params import DayWindow
 
 

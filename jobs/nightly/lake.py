@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from proxylink.jobs.errors import InputError
-from proxylink.jobs.plan import PlannedFile
+from proxylink.jobs.nightly.plan import PlannedFile
 from proxylink.transforms import schema as s
 from proxylink.transforms.polars_engine.normalise import FILE, PART_END, PART_START, ROW, harmonise
 

@@ -17,9 +17,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from proxylink.jobs import publish
 from proxylink.jobs.errors import OutputError
-from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.nightly import publish
+from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
 from proxylink.transforms import schema as s
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 from proxylink.transforms.engine import DayFrames

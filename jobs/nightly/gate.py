@@ -22,12 +22,12 @@ from proxylink.expectations.profiles import (
 )
 from proxylink.expectations.runner import ValidationReport, validate
 from proxylink.expectations.suites import CURATED_SUITE, INPUT_RATES, INPUT_SUITE, input_limit
-from proxylink.jobs import publish
 from proxylink.jobs.config import Config
-from proxylink.jobs.discover import recorded_proxies
 from proxylink.jobs.errors import InputError, ValidationFailed, printable
-from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
-from proxylink.jobs.tables import scan
+from proxylink.jobs.nightly import publish
+from proxylink.jobs.nightly.discover import recorded_proxies
+from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.serving.tables import scan
 from proxylink.jobs.timing import Timer
 from proxylink.transforms import schema as s
 from proxylink.transforms.aggregates import SUMMARY_TABLES

@@ -27,8 +27,8 @@ import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
 from proxylink.jobs.errors import ConfigError, InputError
-from proxylink.jobs.manifest import read_snapshot
-from proxylink.jobs.publish import CURATED_TABLE, REJECTS_TABLE
+from proxylink.jobs.nightly.manifest import read_snapshot
+from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
 
 log = logging.getLogger(__name__)
 

@@ -17,20 +17,20 @@ from typing import Any
 
 from proxylink.expectations.runner import ValidationReport
 from proxylink.expectations.runner import preload as preload_expectations
-from proxylink.jobs import publish
 from proxylink.jobs.config import Config
-from proxylink.jobs.discover import Discovery, resolve_auto
-from proxylink.jobs.engines import runner_for
+from proxylink.jobs.engines.runner import runner_for
 from proxylink.jobs.errors import ValidationFailed
-from proxylink.jobs.gate import last_published, publish_gated
-from proxylink.jobs.lock import curated_lock
 from proxylink.jobs.logs import run_context
-from proxylink.jobs.manifest import manifest_path, versions, write_manifest, write_snapshot
-from proxylink.jobs.plan import PlannedFile, plan
-from proxylink.jobs.publish import CURATED_TABLE
-from proxylink.jobs.stage import STAGED_TABLES, StageTargets
-from proxylink.jobs.suffixes import describe as describe_suffixes
-from proxylink.jobs.suffixes import suffix_rules
+from proxylink.jobs.nightly import publish
+from proxylink.jobs.nightly.discover import Discovery, resolve_auto
+from proxylink.jobs.nightly.gate import last_published, publish_gated
+from proxylink.jobs.nightly.lock import curated_lock
+from proxylink.jobs.nightly.manifest import manifest_path, versions, write_manifest, write_snapshot
+from proxylink.jobs.nightly.plan import PlannedFile, plan
+from proxylink.jobs.nightly.publish import CURATED_TABLE
+from proxylink.jobs.nightly.stage import STAGED_TABLES, StageTargets
+from proxylink.jobs.nightly.suffixes import describe as describe_suffixes
+from proxylink.jobs.nightly.suffixes import suffix_rules
 from proxylink.jobs.timing import Timer
 from proxylink.transforms import schema as s
 from proxylink.transforms.params import DayWindow

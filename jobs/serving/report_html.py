@@ -1,7 +1,7 @@
 """The daily report as one self-contained HTML page, rendered from plain data.
 
-No I/O and no table reading here (that is `jobs.report`), so the page can be tested on inline
-values. Charts are inline SVG drawn on the server: the page loads nothing, runs no script and
+No I/O and no table reading here (that is `jobs.serving.report`), so the page can be tested on
+inline values. Charts are inline SVG drawn on the server: the page loads nothing, runs no script and
 reads the same in any browser or mail client. Every value that comes from the data (domain and
 device names are chosen by whoever controls a host or a machine) is escaped, and the page's
 Content-Security-Policy forbids scripts and every fetch as a second line of defence.

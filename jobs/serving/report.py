@@ -2,7 +2,7 @@
 
 Everything is read through the Delta log (`scan_delta`), never by globbing Parquet files, so the
 report shows exactly what readers of the tables see. The page itself is drawn by
-`jobs.report_html` from the plain values collected here.
+`jobs.serving.report_html` from the plain values collected here.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import polars as pl
 from deltalake import DeltaTable
 
 from proxylink.jobs.errors import InputError, OutputError
-from proxylink.jobs.gate import last_published
-from proxylink.jobs.publish import CURATED_TABLE
-from proxylink.jobs.report_html import (
+from proxylink.jobs.nightly.gate import last_published
+from proxylink.jobs.nightly.publish import CURATED_TABLE
+from proxylink.jobs.serving.report_html import (
     BlindDevice,
     DailyReport,
     DomainRow,
@@ -29,7 +29,7 @@ from proxylink.jobs.report_html import (
     ValidationSummary,
     render,
 )
-from proxylink.jobs.tables import scan
+from proxylink.jobs.serving.tables import scan
 from proxylink.transforms import schema as s
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE, PROXY_COVERAGE_TABLE
 

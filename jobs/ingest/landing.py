@@ -31,8 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from proxylink.jobs.errors import InputError, LockHeld
-from proxylink.jobs.lock import curated_lock
-from proxylink.jobs.streaming import (
+from proxylink.jobs.ingest.streaming import (
     ARROW_TYPES,
     COLUMNS,
     Ignored,
@@ -46,6 +45,7 @@ from proxylink.jobs.streaming import (
     read_json_lines,
     sniff_avro,
 )
+from proxylink.jobs.nightly.lock import curated_lock
 
 log = logging.getLogger(__name__)
 

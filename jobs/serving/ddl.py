@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from proxylink.jobs.column_docs import COLUMN_DOCS, TABLE_DOCS
-from proxylink.jobs.tables import PublishedTable
+from proxylink.jobs.serving.column_docs import COLUMN_DOCS, TABLE_DOCS
+from proxylink.jobs.serving.tables import PublishedTable
 
 Dialect = Literal["spark", "databricks", "trino"]
 DIALECTS: tuple[str, ...] = ("spark", "databricks", "trino")

@@ -19,8 +19,8 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from proxylink.jobs.config import Config
-from proxylink.jobs.lock import curated_lock
-from proxylink.jobs.tables import table_names
+from proxylink.jobs.nightly.lock import curated_lock
+from proxylink.jobs.serving.tables import table_names
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def maintain(
 ) -> list[TableMaintenance]:
     """Compact and vacuum every published table, and remove its orphaned files, holding the
     curated root's lock (so no run is staging files meanwhile). Readers pinned at the snapshot
-    follow the compaction commits themselves (`jobs.tables`), so the snapshot stays as it is."""
+    follow the compaction commits themselves (`jobs.serving.tables`), so the snapshot stays as
+    it is."""
     _, root = config.require_paths()
     retention = config.maintenance.retention_hours
     done: list[TableMaintenance] = []

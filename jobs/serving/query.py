@@ -1,12 +1,12 @@
 """`proxylink sql`: ad-hoc SQL over the published tables with DuckDB.
 
-Each table is a view of its name over the Delta log's live files (see `jobs.tables`). The
+Each table is a view of its name over the Delta log's live files (see `jobs.serving.tables`). The
 result is rendered as a readable table or written by DuckDB itself as CSV, JSON or Parquet, so
 large results stream to the file instead of passing through Python rows.
 
 The command is read-only. It runs exactly one statement, a query (`SELECT`, `WITH`, `FROM`,
 `DESCRIBE`, `SHOW`, `SUMMARIZE`, `EXPLAIN`), in a session that cannot read or write files,
-attach databases, install or load extensions, or change settings (`jobs.tables.lock_down`).
+attach databases, install or load extensions, or change settings (`jobs.serving.tables.lock_down`).
 The only file it writes is `--out`, which may not lie inside the curated root.
 """
 
@@ -22,7 +22,7 @@ from typing import Literal
 import duckdb
 
 from proxylink.jobs.errors import ConfigError, ProxylinkError
-from proxylink.jobs.tables import connect, open_tables, unreadable_table
+from proxylink.jobs.serving.tables import connect, open_tables, unreadable_table
 
 log = logging.getLogger(__name__)
 

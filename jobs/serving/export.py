@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 
 from proxylink.jobs.errors import InputError, LockHeld, OutputError
-from proxylink.jobs.publish import CURATED_TABLE
-from proxylink.jobs.tables import (
+from proxylink.jobs.nightly.publish import CURATED_TABLE
+from proxylink.jobs.serving.tables import (
     PublishedTable,
     lock_down,
     open_tables,

@@ -1,6 +1,7 @@
 """Entry point for `spark-submit`: the proxylink CLI inside the driver spark-submit starts.
 
-    spark-submit [cluster options] jobs/spark_entry.py run --conf spark-cluster.yaml --date D
+    spark-submit [cluster options] jobs/engines/spark_entry.py \
+        run --conf spark-cluster.yaml --date D
 
 Set `spark.master: null` in that config so the master and resources come from spark-submit.
 The executors run the link core (polars) in their Python workers, so they need the same Python

@@ -15,9 +15,9 @@ from typing import Any
 import polars as pl
 
 from proxylink.jobs.config import Config
-from proxylink.jobs.engines import Runner, runner_for
+from proxylink.jobs.engines.runner import Runner, runner_for
 from proxylink.jobs.errors import ConfigError, InputError
-from proxylink.jobs.plan import plan_files
+from proxylink.jobs.nightly.plan import plan_files
 from proxylink.transforms import discover as d
 from proxylink.transforms.params import DayWindow, LinkParams
 

@@ -14,7 +14,7 @@ Linking is local to a device: every join of the core keys on `DeviceId`, and ded
 The driver collects only small records: which files each successful task attempt staged, and
 what it counted. The counts add up exactly (`transforms.engine.DaySummary`), delta-rs commits
 exactly the files the result names, and files of failed attempts are removed. The tasks are
-in `jobs/spark_tasks.py`.
+in `jobs/engines/spark_tasks.py`.
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
-from proxylink.jobs import lake, spark_tasks
 from proxylink.jobs.config import Config
-from proxylink.jobs.engines import Built, skipping, with_skipping
+from proxylink.jobs.engines import spark_tasks
+from proxylink.jobs.engines.runner import Built, skipping, with_skipping
+from proxylink.jobs.engines.spark_session import SparkSettings, build_session
+from proxylink.jobs.engines.spark_tasks import META, RECORD_SCHEMA, DayJob, DiscoveryJob, ReadUnit
 from proxylink.jobs.errors import InputError, OutputError
-from proxylink.jobs.plan import PlannedFile
-from proxylink.jobs.spark_session import SparkSettings, build_session
-from proxylink.jobs.spark_tasks import META, RECORD_SCHEMA, DayJob, DiscoveryJob, ReadUnit
-from proxylink.jobs.stage import StageTargets
+from proxylink.jobs.nightly import lake
+from proxylink.jobs.nightly.plan import PlannedFile
+from proxylink.jobs.nightly.stage import StageTargets
 from proxylink.jobs.timing import Timer
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE
 from proxylink.transforms.engine import DaySummary, EngineUnavailable

@@ -1,10 +1,10 @@
 """What the Spark runner's tasks run on the executors: polars code, called through `mapInArrow`.
 
-Three stages, one Spark job (`jobs.spark_run` builds it):
+Three stages, one Spark job (`jobs.engines.spark_run` builds it):
 
 1. read: a task reads a slice of one planned file with the lake reader every engine uses
-   (`jobs.lake.file_frame`), cuts its rows into device buckets and sends each bucket's rows on
-   as one Arrow IPC blob, keyed so that bucket b lands in shuffle partition b.
+   (`jobs.nightly.lake.file_frame`), cuts its rows into device buckets and sends each bucket's
+   rows on as one Arrow IPC blob, keyed so that bucket b lands in shuffle partition b.
 2. build: a task gets every row of its devices, spills the blobs to local disk, builds them
    with the one link core (`build_day`), stages its curated, rejected and `proxy_coverage` rows
    as Parquet files of partition D, and sends on its summary and the `domain_daily` partials of
@@ -42,10 +42,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from proxylink.jobs import lake, publish, stage
-from proxylink.jobs.plan import PlannedFile
-from proxylink.jobs.publish import CURATED_TABLE
-from proxylink.jobs.stage import StageTargets
+from proxylink.jobs.nightly import lake, publish, stage
+from proxylink.jobs.nightly.plan import PlannedFile
+from proxylink.jobs.nightly.publish import CURATED_TABLE
+from proxylink.jobs.nightly.stage import StageTargets
 from proxylink.transforms import discover as d
 from proxylink.transforms import schema as s
 from proxylink.transforms.engine import DaySummary
@@ -77,13 +77,13 @@ class DayJob:
     """Everything the tasks of one day's job need; pickled into each task."""
 
     files: tuple[PlannedFile, ...]
-    target: pl.Schema  # the lake frame's schema (jobs.lake.target_schema)
+    target: pl.Schema  # the lake frame's schema (jobs.nightly.lake.target_schema)
     units: tuple[ReadUnit, ...]
     window: DayWindow
     params: LinkParams
     targets: StageTargets
     rules: SuffixRules
-    build_keys: tuple[int, ...]  # key that lands in build partition b (jobs.spark_run)
+    build_keys: tuple[int, ...]  # key that lands in build partition b (jobs.engines.spark_run)
     domain_keys: tuple[int, ...]
     fault: str | None = None
 

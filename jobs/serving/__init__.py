@@ -1,0 +1,6 @@
+"""Serving: how analysts and BI tools read the published tables.
+
+`tables` opens them at the last complete publish (the snapshot); `query` is `proxylink sql`
+(read-only DuckDB); `export` writes CSV or Parquet extracts; `ddl` and `column_docs` describe the
+tables for SQL engines and metastores; `report` (with `report_html`) is the day's HTML report.
+"""
