@@ -25,7 +25,7 @@ from proxylink.jobs.cli import main
 from proxylink.jobs.config import Config, load_config
 from proxylink.jobs.errors import ValidationFailed
 from proxylink.jobs.nightly import publish
-from proxylink.jobs.nightly.gate import publish_gated
+from proxylink.jobs.nightly.gate import Gate, publish_gated
 from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
 from proxylink.jobs.nightly.run import new_run_id, run_day
 from proxylink.transforms import schema as s
@@ -117,7 +117,7 @@ def _publish(
 ) -> ValidationReport:
     staged, out, _ = _stage(config, curated, counts, inputs)
     window = DayWindow.for_day(DAY, config.link_params())
-    validation, _ = publish_gated(config, window, run_id, staged, out, run_time=RUN_TIME)
+    validation, _ = publish_gated(Gate.of(config, window), run_id, staged, out, run_time=RUN_TIME)
     return validation
 
 
@@ -242,7 +242,7 @@ def test_summary_table_defect_blocks_publishing(published: tuple[Config, Path], 
     staged, out, paths = _stage(config, *_good(config), summaries={name: defect(good)})
     window = DayWindow.for_day(DAY, config.link_params())
     with pytest.raises(ValidationFailed) as failed:
-        publish_gated(config, window, "test-run", staged, out)
+        publish_gated(Gate.of(config, window), "test-run", staged, out)
     assert check in str(failed.value)
     assert {t: DeltaTable(str(root / t)).version() for t in versions} == versions
     assert pl.read_delta(str(root / name)).drop("date").equals(good)
@@ -258,7 +258,7 @@ def test_summary_failure_shows_the_offending_values_not_verdicts(
     staged, out, _ = _stage(config, *_good(config), summaries={DOMAIN_DAILY_TABLE: bad})
     window = DayWindow.for_day(DAY, config.link_params())
     with pytest.raises(ValidationFailed) as failed:
-        publish_gated(config, window, "test-run", staged, out)
+        publish_gated(Gate.of(config, window), "test-run", staged, out)
     message = str(failed.value)
     assert "domain_daily.remote_url_hostname" in message
     assert "e.g. False" not in message
@@ -282,7 +282,7 @@ def test_critical_expectation_blocks_publishing(published: tuple[Config, Path], 
     staged, out, paths = _stage(config, *bad)
     window = DayWindow.for_day(DAY, config.link_params())
     with pytest.raises(ValidationFailed) as failed:
-        publish_gated(config, window, "test-run", staged, out)
+        publish_gated(Gate.of(config, window), "test-run", staged, out)
     assert failed.value.exit_code == 1
     assert check in str(failed.value)
     assert DeltaTable(str(table)).version() == version

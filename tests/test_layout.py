@@ -165,4 +165,4 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
         for p in (ROOT / top).rglob("*.py")
     }  # fmt: skip
     assert {f"proxylink/{m}" for m in modules} <= set(names)
-    assert "proxylink/jobs/spark-log4j2.properties" in names
+    assert "proxylink/jobs/engines/spark-log4j2.properties" in names

@@ -6,7 +6,7 @@ re-runs the same suites on a published day.
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,23 +21,46 @@ from proxylink.expectations.profiles import (
     summary_profiles,
 )
 from proxylink.expectations.runner import ValidationReport, validate
-from proxylink.expectations.suites import CURATED_SUITE, INPUT_RATES, INPUT_SUITE, input_limit
+from proxylink.expectations.suites import (
+    CURATED_SUITE,
+    INPUT_RATES,
+    INPUT_SUITE,
+    SuiteSettings,
+    input_limit,
+)
 from proxylink.jobs.config import Config
 from proxylink.jobs.errors import InputError, ValidationFailed, printable
 from proxylink.jobs.nightly import publish
 from proxylink.jobs.nightly.discover import recorded_proxies
+from proxylink.jobs.nightly.manifest import latest_published_manifest
 from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
 from proxylink.jobs.serving.tables import scan
 from proxylink.jobs.timing import Timer
 from proxylink.transforms import schema as s
 from proxylink.transforms.aggregates import SUMMARY_TABLES
 from proxylink.transforms.engine import DayResult
-from proxylink.transforms.params import DayWindow
+from proxylink.transforms.params import DayWindow, ProxyRule
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What the gate needs of the configuration for one day: the suites' settings, the proxies
+    (the curated profile tells proxied rows by them) and the folder of the Data Docs."""
+
+    settings: SuiteSettings
+    proxies: tuple[ProxyRule, ...]
+    reports: Path
+
+    @classmethod
+    def of(cls, config: Config, window: DayWindow) -> Gate:
+        params = config.link_params()
+        _, curated_root = config.require_paths()
+        settings = config.expectations.settings(window, params.tolerance_ms)
+        return cls(settings, params.proxies, reports_dir(curated_root))
 
 
 def publish_gated(
-    config: Config,
-    window: DayWindow,
+    gate: Gate,
     run_id: str,
     staged: publish.Staged,
     out: DayResult,
@@ -53,11 +76,9 @@ def publish_gated(
     """
     timer = timer or Timer(None)
     with timer.step("validate"):
-        validation = validate_staged(
-            config, window, run_id, staged, out, run_time or datetime.now(UTC)
-        )
+        validation = validate_staged(gate, run_id, staged, out, run_time or datetime.now(UTC))
     if not validation.passed:
-        examples = failure_examples(config, window, validation, staged, out)
+        examples = failure_examples(gate, validation, staged, out)
         staged.discard()
         raise ValidationFailed(describe_failure(validation, examples), validation)
     with timer.step("publish"):
@@ -65,8 +86,7 @@ def publish_gated(
 
 
 def validate_staged(
-    config: Config,
-    window: DayWindow,
+    gate: Gate,
     run_id: str,
     staged: publish.Staged,
     out: DayResult,
@@ -74,34 +94,30 @@ def validate_staged(
 ) -> ValidationReport:
     """Run the suites on what this run is about to publish: input, connection_success and,
     when staged, the two summary tables."""
-    params = config.link_params()
     rejects_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in staged.files(REJECTS_TABLE))
     staged_rows = publish.staged_rows(staged.files(CURATED_TABLE))
     link_rate = float(out.link_stats.get("link_rate_devices_with_evidence", 0.0))
-    curated = curated_profile(staged_rows, params.proxies, out.counts, rejects_rows, link_rate)
-    settings = config.expectations.settings(window, params.tolerance_ms)
+    curated = curated_profile(staged_rows, gate.proxies, out.counts, rejects_rows, link_rate)
     profiles = {INPUT_SUITE: out.input_profile, CURATED_SUITE: curated}
     summaries: dict[str, pl.LazyFrame] = {
         name: pl.scan_parquet(staged.files(name))
         for name in SUMMARY_TABLES
         if name in staged.tables
     }
-    profiles |= summary_profiles(summaries, curated, out.counts, settings)
-    return validate(profiles, settings, reports_dir(config), run_id, run_time)
+    profiles |= summary_profiles(summaries, curated, out.counts, gate.settings)
+    return validate(profiles, gate.settings, gate.reports, run_id, run_time)
 
 
 def failure_examples(
-    config: Config,
-    window: DayWindow,
+    gate: Gate,
     validation: ValidationReport,
     staged: publish.Staged,
     out: DayResult,
 ) -> list[str]:
     """For each failed check, what broke it, formatted for the error message: the input files
     above a rule's bound, or a few staged rows of the table it checks."""
-    params = config.link_params()
-    settings = config.expectations.settings(window, params.tolerance_ms)
-    filters = example_filters(settings, params.proxies)
+    settings = gate.settings
+    filters = example_filters(settings, gate.proxies)
     rates = {check_id: (column, limit) for check_id, _, column, limit in INPUT_RATES}
     lines: list[str] = []
     for failed in validation.critical_failures:
@@ -131,9 +147,8 @@ def _show(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else printable(str(value))
 
 
-def reports_dir(config: Config) -> Path:
+def reports_dir(curated_root: Path) -> Path:
     """The known folder of the Data Docs: `<curated>/_reports/validation/`."""
-    _, curated_root = config.require_paths()
     return curated_root / "_reports" / "validation"
 
 
@@ -154,26 +169,6 @@ def describe_failure(report: ValidationReport, examples: list[str] | None = None
     if report.pages:
         lines.append(f"  report: {report.pages[0]}")
     return "\n".join(lines)
-
-
-def day_manifests(curated_root: Path, day: date) -> list[dict[str, Any]]:
-    """Every run manifest of day D, oldest first."""
-    folder = curated_root / "_manifests" / f"date={day.isoformat()}"
-    found = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")]
-    return sorted(found, key=lambda m: m.get("finished_at", ""))
-
-
-def last_published(curated_root: Path, day: date) -> dict[str, Any] | None:
-    """The manifest of the run that published day D last, if any."""
-    published = [m for m in day_manifests(curated_root, day) if m.get("status") == "published"]
-    return published[-1] if published else None
-
-
-def latest_published_manifest(curated_root: Path, day: date) -> dict[str, Any]:
-    found = last_published(curated_root, day)
-    if found is None:
-        raise InputError(f"no published run for {day.isoformat()} under {curated_root}")
-    return found
 
 
 def validate_published(config: Config, day: date, now: datetime | None = None) -> ValidationReport:
@@ -197,8 +192,9 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
         raise InputError(f"cannot read the published tables under {curated_root}: {exc}") from None
     counts = manifest["counts"]
     link_rate = float(manifest["link_stats"].get("link_rate_devices_with_evidence", 0.0))
-    curated = curated_profile(rows, params.proxies, counts, rejects_rows, link_rate)
-    settings = config.expectations.settings(window, params.tolerance_ms)
+    gate = Gate.of(config, window)
+    settings = gate.settings
+    curated = curated_profile(rows, gate.proxies, counts, rejects_rows, link_rate)
     profiles = {INPUT_SUITE: pl.DataFrame(manifest["input_profile"]), CURATED_SUITE: curated}
     # Days published before the summary tables existed have none to check.
     recorded = manifest.get("tables", {})
@@ -213,4 +209,4 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
         raise InputError(f"cannot read the summary tables under {curated_root}: {exc}") from None
     when = now or datetime.now(UTC)
     run_name = "validate-" + when.strftime("%Y%m%dT%H%M%SZ")
-    return validate(profiles, settings, reports_dir(config), run_name, when)
+    return validate(profiles, settings, gate.reports, run_name, when)

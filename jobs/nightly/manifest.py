@@ -1,18 +1,28 @@
 """The run manifest: what a run read, decided and published, as one JSON file per run.
 
 Schedulers and auditors read it instead of logs: inputs with sizes and times, counts that
-reconcile, link statistics, durations per step and the versions that produced the output.
+reconcile, link statistics, durations per step and the versions that produced the output. This
+module builds it, writes it and reads it back (the next run's fingerprint check, `status`,
+`validate` and the report), and keeps the snapshot the readers pin.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from proxylink.jobs.errors import OutputError
+from proxylink.expectations.runner import ValidationReport
+from proxylink.jobs.errors import InputError, OutputError
+from proxylink.jobs.nightly.plan import PlannedFile
+from proxylink.jobs.nightly.suffixes import describe as describe_suffixes
+from proxylink.jobs.timing import Timer
+from proxylink.transforms import schema as s
+from proxylink.transforms.engine import DayResult
+from proxylink.transforms.params import DayWindow
 
 
 def versions() -> dict[str, str]:
@@ -72,3 +82,100 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
         tmp.replace(path)
     except OSError as exc:
         raise OutputError(f"cannot write manifest {path}: {exc.strerror or exc}") from None
+
+
+def run_manifest(
+    *,
+    run_id: str,
+    day: date,
+    status: str,
+    fingerprint: str,
+    engine: str,
+    engine_details: dict[str, object],
+    started: datetime,
+    finished: datetime,
+    config: dict[str, Any],
+    proxies: dict[str, Any],
+    window: DayWindow,
+    planned: list[PlannedFile],
+    skipped_files: list[tuple[str, str]],
+    result: DayResult,
+    validation: ValidationReport,
+    tables: dict[str, str],
+    committed: dict[str, int],
+    timer: Timer,
+) -> dict[str, Any]:
+    """The manifest of one run, as it is written: `config` is the configuration as loaded (with
+    `proxies: auto` unresolved), `proxies` the set used and where it came from."""
+    return {
+        "run_id": run_id,
+        "date": day.isoformat(),
+        "status": status,
+        "fingerprint": fingerprint,
+        "engine": engine,
+        "engine_details": engine_details,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "config": config,
+        "proxies": proxies,
+        "window": {
+            "day_start": window.start.isoformat(),
+            "context_start": window.context_start.isoformat(),
+            "context_end": window.context_end.isoformat(),
+        },
+        "inputs": [_input_entry(f) for f in planned],
+        "skipped_files": [{"path": p, "why": w} for p, w in skipped_files],
+        "counts": result.counts,
+        "reconciliation": reconcile(result.counts),
+        "reject_reasons": result.reject_reasons,
+        "link_stats": result.link_stats,
+        "input_profile": result.input_profile.to_dicts(),
+        "validation": validation.to_json(),
+        "tables": {name: {"path": tables[name], "version": v} for name, v in committed.items()},
+        "durations_s": timer.durations,
+        "step_details_s": timer.details,
+        "versions": versions(),
+        "public_suffix_list": describe_suffixes(),
+    }
+
+
+def _input_entry(f: PlannedFile) -> dict[str, Any]:
+    return {
+        "path": str(f.path),
+        "size": f.size,
+        "mtime_ns": f.mtime_ns,
+        "partition_start": f.start.isoformat(),
+    }
+
+
+def reconcile(counts: dict[str, int]) -> dict[str, Any]:
+    """rows in day = curated + rejected + duplicate + folded evidence + unmatched + other."""
+    parts = ("curated", "rejected", "duplicate", "evidence_folded", "inspection_unmatched")
+    total = sum(counts.get(p, 0) for p in (*parts, "not_connection"))
+    methods = sum(counts.get(f"method_{m}", 0) for m in s.LINK_METHODS)
+    return {
+        "rows_in_day": counts.get("rows_in_day", 0),
+        "accounted": total,
+        "balanced": total == counts.get("rows_in_day", 0) and methods == counts.get("curated", 0),
+    }
+
+
+def day_manifests(curated_root: Path, day: date) -> list[dict[str, Any]]:
+    """Every run manifest of day D, oldest first."""
+    folder = curated_root / "_manifests" / f"date={day.isoformat()}"
+    found = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")]
+    return sorted(found, key=lambda m: m.get("finished_at", ""))
+
+
+def last_published(curated_root: Path, day: date) -> dict[str, Any] | None:
+    """The manifest of the run that published day D last, if any."""
+    published = [m for m in day_manifests(curated_root, day) if m.get("status") == "published"]
+    return published[-1] if published else None
+
+
+def latest_published_manifest(curated_root: Path, day: date) -> dict[str, Any]:
+    """The same, for commands that need one: no published run is exit 3, naming the day."""
+    found = last_published(curated_root, day)
+    if found is None:
+        raise InputError(f"no published run for {day.isoformat()} under {curated_root}")
+    return found

@@ -18,21 +18,26 @@ from typing import Any
 from proxylink.expectations.runner import ValidationReport
 from proxylink.expectations.runner import preload as preload_expectations
 from proxylink.jobs.config import Config
-from proxylink.jobs.engines.runner import runner_for
+from proxylink.jobs.engines.runner import Built, Runner, runner_for
 from proxylink.jobs.errors import ValidationFailed
 from proxylink.jobs.logs import run_context
 from proxylink.jobs.nightly import publish
 from proxylink.jobs.nightly.discover import Discovery, resolve_auto
-from proxylink.jobs.nightly.gate import last_published, publish_gated
+from proxylink.jobs.nightly.gate import Gate, publish_gated
 from proxylink.jobs.nightly.lock import curated_lock
-from proxylink.jobs.nightly.manifest import manifest_path, versions, write_manifest, write_snapshot
+from proxylink.jobs.nightly.manifest import (
+    last_published,
+    manifest_path,
+    run_manifest,
+    write_manifest,
+    write_snapshot,
+)
 from proxylink.jobs.nightly.plan import PlannedFile, plan
 from proxylink.jobs.nightly.publish import CURATED_TABLE
 from proxylink.jobs.nightly.stage import STAGED_TABLES, StageTargets
 from proxylink.jobs.nightly.suffixes import describe as describe_suffixes
 from proxylink.jobs.nightly.suffixes import suffix_rules
 from proxylink.jobs.timing import Timer
-from proxylink.transforms import schema as s
 from proxylink.transforms.params import DayWindow
 
 log = logging.getLogger(__name__)
@@ -120,69 +125,45 @@ def _run_locked(
     A critical expectation failure raises ValidationFailed after the manifest is written: the
     staged files are removed and the published tables stay as they were.
     """
-    configured = config
-    started = now()
-    timer = Timer(progress)
+    started, timer = now(), Timer(progress)
     log.info("run %s: building %s", run_id, day.isoformat())
-    discovery: Discovery | None = None
     runner = runner_for(config)
+    used, discovery = config, None
     if config.proxies_auto:
         with timer.step("discover"):
-            config, discovery = resolve_auto(config, day, runner)
-    events_root, curated_root = config.require_paths()
-    params = config.link_params()
+            used, discovery = resolve_auto(config, day, runner)
+    events_root, curated_root = used.require_paths()
+    params = used.link_params()
     window = DayWindow.for_day(day, params)
 
     with timer.step("plan"):
-        layout = plan(events_root, window, params, config.input.on_invalid_partition)
-        planned = layout.files
+        layout = plan(events_root, window, params, used.input.on_invalid_partition)
     for path, why in layout.skipped:
         log.warning("run %s: not reading %s: %s", run_id, path, why)
-    print_ = fingerprint(planned, config, configured.discovery.basis() if discovery else None)
+    print_ = fingerprint(layout.files, used, config.discovery.basis() if discovery else None)
     last = last_published(curated_root, day)
     if not force and last is not None and last.get("fingerprint") == print_:
         log.info("run %s: %s unchanged since run %s, skipped", run_id, day, last["run_id"])
-        return RunReport(
-            run_id=run_id,
-            day=day,
-            status="skipped",
-            counts=last["counts"],
-            reject_reasons=last["reject_reasons"],
-            link_stats=last["link_stats"],
-            tables={CURATED_TABLE: str(curated_root / CURATED_TABLE)},
-            manifest=manifest_path(curated_root, day.isoformat(), last["run_id"]),
-            skipped_because=last["run_id"],
-            discovered_proxies=discovery.proxies if discovery else None,
-        )
-    # great-expectations imports pyspark when present: the Spark runner imports it first, so
-    # the background import of great-expectations never races it.
-    preload_expectations()
+        return _unchanged(run_id, day, curated_root, last, discovery)
+
     tables = {name: curated_root / name for name in STAGED_TABLES}
-    targets = StageTargets(tables, day, run_id)
-    try:
-        built = runner.build(
-            planned, window, params, config.input.on_corrupt_file, targets, suffix_rules(), timer
-        )
-    except BaseException:  # a failed write, an interrupt: leave no staged file behind
-        for leftover in targets.orphans(set()):
-            leftover.unlink(missing_ok=True)
-        raise
-    out = built.result
+    built = _build(runner, layout.files, window, used, StageTargets(tables, day, run_id), timer)
     staged = publish.Staged({name: (tables[name], built.staged[name]) for name in tables}, day)
     failure: ValidationFailed | None = None
     try:
-        validation, versions_published = publish_gated(
-            config, window, run_id, staged, out, timer, run_time=started
+        validation, committed = publish_gated(
+            Gate.of(used, window), run_id, staged, built.result, timer, run_time=started
         )
     except ValidationFailed as exc:
-        failure, validation, versions_published = exc, exc.validation, {}
+        failure, validation, committed = exc, exc.validation, {}
+
     report = RunReport(
         run_id=run_id,
         day=day,
         status="validation_failed" if failure else "published",
-        counts=out.counts,
-        reject_reasons=out.reject_reasons,
-        link_stats=out.link_stats,
+        counts=built.result.counts,
+        reject_reasons=built.result.reject_reasons,
+        link_stats=built.result.link_stats,
         tables={name: str(path) for name, path in tables.items()},
         manifest=manifest_path(curated_root, day.isoformat(), run_id),
         durations=timer.durations,
@@ -190,66 +171,83 @@ def _run_locked(
         validation=validation,
         discovered_proxies=discovery.proxies if discovery else None,
     )
-    manifest = {
-        "run_id": run_id,
-        "date": day.isoformat(),
-        "status": report.status,
-        "fingerprint": print_,
-        "engine": config.engine,
-        "engine_details": built.details,
-        "started_at": started.isoformat(),
-        "finished_at": now().isoformat(),
-        "config": configured.model_dump(mode="json"),
-        "proxies": {
+    manifest = run_manifest(
+        run_id=run_id,
+        day=day,
+        status=report.status,
+        fingerprint=print_,
+        engine=used.engine,
+        engine_details=built.details,
+        started=started,
+        finished=now(),
+        config=config.model_dump(mode="json"),
+        proxies={
             "source": "discovered" if discovery else "configured",
-            "used": list(config.proxies),
+            "used": list(used.proxies),
             "discovery": discovery.to_json() if discovery else None,
         },
-        "window": {
-            "day_start": window.start.isoformat(),
-            "context_start": window.context_start.isoformat(),
-            "context_end": window.context_end.isoformat(),
-        },
-        "inputs": [_input_entry(f) for f in planned],
-        "skipped_files": [{"path": p, "why": w} for p, w in report.skipped_files],
-        "counts": out.counts,
-        "reconciliation": reconcile(out.counts),
-        "reject_reasons": out.reject_reasons,
-        "link_stats": out.link_stats,
-        "input_profile": out.input_profile.to_dicts(),
-        "validation": validation.to_json(),
-        "tables": {
-            name: {"path": report.tables[name], "version": v}
-            for name, v in versions_published.items()
-        },
-        "durations_s": timer.durations,
-        "step_details_s": timer.details,
-        "versions": versions(),
-        "public_suffix_list": describe_suffixes(),
-    }
+        window=window,
+        planned=layout.files,
+        skipped_files=report.skipped_files,
+        result=built.result,
+        validation=validation,
+        tables=report.tables,
+        committed=committed,
+        timer=timer,
+    )
     write_manifest(report.manifest, manifest)
     if failure is not None:
         raise failure
-    write_snapshot(curated_root, run_id, day.isoformat(), versions_published)
+    write_snapshot(curated_root, run_id, day.isoformat(), committed)
     return report
 
 
-def _input_entry(f: PlannedFile) -> dict[str, Any]:
-    return {
-        "path": str(f.path),
-        "size": f.size,
-        "mtime_ns": f.mtime_ns,
-        "partition_start": f.start.isoformat(),
-    }
+def _unchanged(
+    run_id: str,
+    day: date,
+    curated_root: Path,
+    last: dict[str, Any],
+    discovery: Discovery | None,
+) -> RunReport:
+    """The report of a run that found day D's input and settings as the last publish had them."""
+    return RunReport(
+        run_id=run_id,
+        day=day,
+        status="skipped",
+        counts=last["counts"],
+        reject_reasons=last["reject_reasons"],
+        link_stats=last["link_stats"],
+        tables={CURATED_TABLE: str(curated_root / CURATED_TABLE)},
+        manifest=manifest_path(curated_root, day.isoformat(), last["run_id"]),
+        skipped_because=last["run_id"],
+        discovered_proxies=discovery.proxies if discovery else None,
+    )
 
 
-def reconcile(counts: dict[str, int]) -> dict[str, Any]:
-    """rows in day = curated + rejected + duplicate + folded evidence + unmatched + other."""
-    parts = ("curated", "rejected", "duplicate", "evidence_folded", "inspection_unmatched")
-    total = sum(counts.get(p, 0) for p in (*parts, "not_connection"))
-    methods = sum(counts.get(f"method_{m}", 0) for m in s.LINK_METHODS)
-    return {
-        "rows_in_day": counts.get("rows_in_day", 0),
-        "accounted": total,
-        "balanced": total == counts.get("rows_in_day", 0) and methods == counts.get("curated", 0),
-    }
+def _build(
+    runner: Runner,
+    planned: list[PlannedFile],
+    window: DayWindow,
+    config: Config,
+    targets: StageTargets,
+    timer: Timer,
+) -> Built:
+    """Build and stage day D with the configured engine; on any failure (a full disk, an
+    interrupt) leave no staged file behind."""
+    # great-expectations imports pyspark when present: the Spark runner imports it first, so
+    # the background import of great-expectations never races it.
+    preload_expectations()
+    try:
+        return runner.build(
+            planned,
+            window,
+            config.link_params(),
+            config.input.on_corrupt_file,
+            targets,
+            suffix_rules(),
+            timer,
+        )
+    except BaseException:
+        for leftover in targets.orphans(set()):
+            leftover.unlink(missing_ok=True)
+        raise

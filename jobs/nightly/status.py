@@ -10,7 +10,7 @@ from pathlib import Path
 from proxylink.jobs.config import Config
 from proxylink.jobs.errors import InputError
 from proxylink.jobs.nightly.discover import recorded_proxies
-from proxylink.jobs.nightly.gate import day_manifests, last_published
+from proxylink.jobs.nightly.manifest import day_manifests, last_published
 from proxylink.jobs.nightly.plan import plan_files
 from proxylink.jobs.nightly.run import fingerprint
 from proxylink.transforms.params import DayWindow

@@ -19,7 +19,7 @@ import polars as pl
 from deltalake import DeltaTable
 
 from proxylink.jobs.errors import InputError, OutputError
-from proxylink.jobs.nightly.gate import last_published
+from proxylink.jobs.nightly.manifest import last_published
 from proxylink.jobs.nightly.publish import CURATED_TABLE
 from proxylink.jobs.serving.report_html import (
     BlindDevice,
