@@ -240,15 +240,21 @@ class Config(_Strict):
             clock_skew_ms=round(self.input.clock_skew_seconds * 1000),
         )
 
+    def curated_root(self) -> Path:
+        """The curated root: all that the commands which only read or maintain the published
+        tables (status, validate, maintain, report, sql) need."""
+        if self.curated is None:
+            raise ConfigError("no curated path: set `curated:` in the config or pass --curated")
+        return self.curated
+
     def require_paths(self) -> tuple[Path, Path]:
         """The events and curated roots; a run cannot start without both, or without proxies."""
         if self.events is None:
             raise ConfigError("no events path: set `events:` in the config or pass --events")
-        if self.curated is None:
-            raise ConfigError("no curated path: set `curated:` in the config or pass --curated")
+        curated = self.curated_root()
         if not self.proxies:
             raise ConfigError("no proxies: set `proxies:` in the config or pass --proxy")
-        return self.events, self.curated
+        return self.events, curated
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proxylink.jobs.cli import build_parser
+from proxylink.jobs.cli.parse import build_parser
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 

@@ -54,7 +54,7 @@ class Gate:
     @classmethod
     def of(cls, config: Config, window: DayWindow) -> Gate:
         params = config.link_params()
-        _, curated_root = config.require_paths()
+        curated_root = config.curated_root()
         settings = config.expectations.settings(window, params.tolerance_ms)
         return cls(settings, params.proxies, reports_dir(curated_root))
 
@@ -177,7 +177,7 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
     The input suite uses the input profile its publishing run recorded; the other suites are
     computed afresh from the tables, read through the Delta log.
     """
-    _, curated_root = config.require_paths()
+    curated_root = config.curated_root()
     manifest = latest_published_manifest(curated_root, day)
     if config.proxies_auto:  # the proxies that day was published with
         config = config.with_proxies(recorded_proxies(manifest))

@@ -42,7 +42,7 @@ def maintain(
     curated root's lock (so no run is staging files meanwhile). Readers pinned at the snapshot
     follow the compaction commits themselves (`jobs.serving.tables`), so the snapshot stays as
     it is."""
-    _, root = config.require_paths()
+    root = config.curated_root()
     retention = config.maintenance.retention_hours
     done: list[TableMaintenance] = []
     with curated_lock(root, config.lock.wait_seconds, run_id):

@@ -36,12 +36,12 @@ def known_days(curated_root: Path) -> list[date]:
 
 
 def day_status(config: Config, day: date) -> DayStatus:
-    _, curated_root = config.require_paths()
+    curated_root = config.curated_root()
     runs = day_manifests(curated_root, day)
     pub = last_published(curated_root, day)
     changed = "unknown"
     events = config.events
-    if pub is not None and events is not None:
+    if pub is not None and events is not None and config.proxies:  # else: unknown
         discovery = None
         if config.proxies_auto:  # compare with the set the run discovered (see `fingerprint`)
             discovery = config.discovery.basis()
