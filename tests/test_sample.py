@@ -8,8 +8,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from proxylink.jobs.cli import _SHAPES, main
-from proxylink.jobs.sample import SampleSpec, Shapes, write_sample
+from proxylink.jobs.cli import main
+from proxylink.jobs.cli.parse import SHAPES
+from proxylink.jobs.sample import Rates, SampleSpec, Shapes, write_sample
 from proxylink.transforms import schema as s
 
 PROXIES = [ip for ip, _ in SampleSpec().proxies]
@@ -72,10 +73,42 @@ def test_a_clean_lake_has_none_and_each_shape_can_be_left_out(lakes: dict[str, P
     assert seen["target_ip_np"] and seen["schema_drift"]
 
 
+def test_the_base_rates_are_the_spec_s_and_change_the_lake(tmp_path: Path) -> None:
+    """Every rate the generator draws with is a field of `Rates`: turning the inspection sensor
+    off leaves (but for a bad row or two) no inspected row on a proxy socket, and no
+    duplicates leaves none."""
+
+    def inspected_on_proxies_and_rows(rates: Rates) -> tuple[int, int, int]:
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        spec = SampleSpec(devices=30, seed=5, connections_per_device=60, rates=rates)
+        summary = write_sample(out, spec)
+        rows = pl.concat(
+            [
+                pl.read_parquet(f, columns=[s.ACTION_TYPE, s.REMOTE_IP])
+                for f in sorted(out.glob("DeviceNetworkEvents/*/*/*.parquet"))
+            ]
+        )
+        inspected = rows.filter(
+            pl.col(s.ACTION_TYPE).is_in([s.HTTP_INSPECTED, s.SSL_INSPECTED])
+            & pl.col(s.REMOTE_IP).is_in(PROXIES)
+        )
+        distinct = pl.read_parquet(out / "truth" / "events.parquet").height
+        return inspected.height, summary.events, distinct
+
+    with_sensor, rows, distinct = inspected_on_proxies_and_rows(Rates())
+    assert with_sensor > 100 and rows > distinct  # the defaults: inspected rows and duplicates
+    assert Rates().inspection == 0.7
+    without, rows, distinct = inspected_on_proxies_and_rows(
+        Rates(inspection=0.0, exact_duplicates=0.0)
+    )
+    assert without <= 2
+    assert rows == distinct
+
+
 def test_the_command_names_every_shape_and_refuses_unknown_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert Shapes.names() == _SHAPES
+    assert Shapes.names() == SHAPES
     with pytest.raises(SystemExit) as done:
         main(["sample", "--out", str(tmp_path), "--without", "plain_http,nonsense"])
     assert done.value.code == 2
