@@ -17,8 +17,8 @@ import polars as pl
 from proxylink.expectations.suites import SuiteSettings
 from proxylink.transforms import aggregates as a
 from proxylink.transforms import schema as s
+from proxylink.transforms.expressions import is_host_name, proxy_match
 from proxylink.transforms.params import ProxyRule
-from proxylink.transforms.polars_engine.classify import is_host_name, proxy_match
 
 GROUP_COLUMNS = (s.ACTION_TYPE, s.LINK_METHOD, s.IS_PROXIED, s.PROXY_IP, s.PROXY_PORT, s.REMOTE_URL)
 COUNT_COLUMNS = (

@@ -79,6 +79,22 @@ def test_an_engine_package_never_imports_another_engine(module: Path) -> None:
     assert engine_imports(module.read_text(encoding="utf-8"), engine) == []
 
 
+NEUTRAL = sorted(
+    [p for p in TRANSFORMS.glob("*.py")] + [p for p in (ROOT / "expectations").glob("*.py")]
+)
+# The engine-neutral modules the engines themselves build on (the link rules as data and their
+# one evaluation); `engine.py` and `discover.py` are the front ends that call the core.
+FRONT_ENDS = {"engine.py", "discover.py"}
+
+
+@pytest.mark.parametrize("module", [m for m in NEUTRAL if m.name not in FRONT_ENDS],
+                         ids=lambda p: p.relative_to(ROOT).as_posix())  # fmt: skip
+def test_rules_and_expectations_never_import_an_engine(module: Path) -> None:
+    """The rules (`transforms/rules.py`, `schema.py`, `expressions.py`, ...) and the
+    expectations are built from data every engine shares, never from an engine's internals."""
+    assert engine_imports(module.read_text(encoding="utf-8"), "") == []
+
+
 def test_the_guards_find_what_they_guard_against() -> None:
     impure = (
         "import os\nfrom pathlib import Path\nimport polars as pl\n"
@@ -102,7 +118,13 @@ def test_the_guards_find_what_they_guard_against() -> None:
         "1: imports transforms.spark_engine.link",
         "2: imports pyspark.sql",
     ]
+    internals = "from proxylink.transforms.polars_engine.classify import proxy_match\n"
+    assert engine_imports(internals, "") == [
+        "1: imports proxylink.transforms.polars_engine.classify",
+        "1: imports proxylink.transforms.polars_engine.classify.proxy_match",
+    ]
     assert ENGINES and len(MODULES) > 10  # the tree the guards walk is the real one
+    assert {p.name for p in NEUTRAL} >= {"rules.py", "expressions.py", "profiles.py"}
 
 
 def bare_imports(source: str) -> list[str]:

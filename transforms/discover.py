@@ -18,7 +18,8 @@ from typing import Final
 import polars as pl
 
 from proxylink.transforms import schema as s
-from proxylink.transforms.polars_engine.classify import normalise_domain, normalise_ip
+from proxylink.transforms.expressions import normalise_ip
+from proxylink.transforms.polars_engine.classify import normalise_domain
 from proxylink.transforms.polars_engine.normalise import evidence_fields
 
 # What discovery reads of each row; nothing else is scanned.

@@ -19,13 +19,7 @@ from proxylink.transforms.polars_engine import aggregates
 from proxylink.transforms.polars_engine.classify import (
     BAD_NAME,
     DEV,
-    DIRECT,
     DOMAIN,
-    EVIDENCE_ROLES,
-    INSPECTION_ROLES,
-    LEG,
-    NP,
-    NP2,
     OUTSIDE_HOUR,
     PART_DAY,
     ROLE,
@@ -42,17 +36,25 @@ from proxylink.transforms.polars_engine.normalise import (
     coerce,
     raw_name,
 )
+from proxylink.transforms.rules import (
+    CURATED,
+    DIRECT,
+    DUPLICATE,
+    EVIDENCE_ROLES,
+    FATES,
+    FOLDED,
+    INSPECTION_ROLES,
+    LEG,
+    NOT_CONNECTION,
+    NP,
+    NP2,
+    OK,
+    REJECTED,
+    UNMATCHED,
+)
 
 FATE = "_fate"
-CURATED = "curated"
-REJECTED = "rejected"
-DUPLICATE = "duplicate"
-FOLDED = "evidence_folded"
-UNMATCHED = "inspection_unmatched"
-OTHER = "not_connection"
-OK = "ok"  # not decided yet: valid and unique
-FATES = (CURATED, REJECTED, DUPLICATE, FOLDED, UNMATCHED, OTHER)
-FATE_TYPE = pl.Enum([OK, *FATES])
+FATE_TYPE = pl.Enum([OK, *FATES])  # the fate column's type
 
 _KEY = [DEV, s.TIMESTAMP, s.REPORT_ID]  # the event key, with the device as its code
 # Which of the rows that share a key is kept: the one with the most values, then a fixed order
@@ -209,7 +211,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
         .then(lit(FOLDED))
         .when(role.is_in(INSPECTION_ROLES))
         .then(lit(UNMATCHED))
-        .otherwise(lit(OTHER))
+        .otherwise(lit(NOT_CONNECTION))
     )
     is_leg = role == LEG
     evidence_only = (role == NP) | via_proxy

@@ -9,7 +9,8 @@ from __future__ import annotations
 import polars as pl
 
 from proxylink.transforms import schema as s
-from proxylink.transforms.params import LinkParams, ProxyMatch, ProxyRule
+from proxylink.transforms.expressions import is_host_name, proxy_match
+from proxylink.transforms.params import LinkParams
 from proxylink.transforms.polars_engine.normalise import (
     AF_HOST,
     AF_METHOD,
@@ -22,6 +23,17 @@ from proxylink.transforms.polars_engine.normalise import (
     REJECT,
     ROW,
 )
+from proxylink.transforms.rules import (
+    DIRECT,
+    HTTP,
+    LEG,
+    NP,
+    NP2,
+    OTHER,
+    REQ,
+    SSL,
+)
+from proxylink.transforms.rules import ROLES as ROLE_NAMES
 
 ROLE = "_role"
 # What the input profile counts of each row, carried in the narrow frame so that no second
@@ -38,24 +50,7 @@ TARGET_PORT = "_target_port"
 TO_PROXY = "_to_proxy"
 BAD_NAME = "_bad_name"  # the row named a destination that is not a host name
 
-# Roles. `np2` is a network-protection row whose socket shows the real target: evidence if it
-# matches a leg on its socket or process, a direct connection otherwise. `http` is a CONNECT
-# through the proxy; `req` a plain-HTTP request through it (GET, POST, ...), not tunnelled, whose
-# Host header or absolute URI names the target.
-LEG = "leg"
-NP = "np"
-NP2 = "np2"
-HTTP = "http"
-REQ = "req"
-SSL = "ssl"
-DIRECT = "direct"
-OTHER = "other"
-
-EVIDENCE_ROLES = (NP, NP2, HTTP, REQ, SSL)
-INSPECTION_ROLES = (HTTP, REQ, SSL)
-ROLES = pl.Enum([LEG, NP, NP2, HTTP, REQ, SSL, DIRECT, OTHER])
-ROLE_SOURCE = {NP: s.CONNECTION_SUCCESS, NP2: s.CONNECTION_SUCCESS, HTTP: s.HTTP_INSPECTED}
-ROLE_SOURCE |= {REQ: s.HTTP_INSPECTED, SSL: s.SSL_INSPECTED}
+ROLES = pl.Enum(ROLE_NAMES)  # the role column's type
 
 # What linking and counting need of every row; strings are replaced by integer codes to keep
 # the one eager frame of the run small.
@@ -121,12 +116,6 @@ def normalise_domain(
     return frame.with_columns(columns).drop("_messy", "_fixed")
 
 
-def is_host_name(name: pl.Expr) -> pl.Expr:
-    """`s.HOST_NAME_PATTERN` within the DNS length limit (polars' regular expressions have no
-    lookahead, so the length is its own test)."""
-    return name.str.contains(s.HOST_NAME_PATTERN) & (name.str.len_bytes() <= s.MAX_HOST_NAME_BYTES)
-
-
 def _a_labels(names: pl.Series) -> pl.Series:
     """Names with letters outside ASCII as IDNA A-labels (Python's `idna` codec: IDNA 2003,
     nameprep: case-folded and NFKC-mapped), or null where there is none. Each distinct name is
@@ -159,37 +148,6 @@ def _unmapped(ip: pl.Expr) -> pl.Expr:
     prefix tests per row instead of `normalise_ip`'s text rewriting of every address."""
     mapped = ip.str.starts_with("::ffff:") | ip.str.starts_with("::FFFF:")
     return pl.when(mapped).then(ip.str.slice(7)).otherwise(ip)
-
-
-def normalise_ip(expr: pl.Expr) -> pl.Expr:
-    """IPv4-mapped IPv6 (`::ffff:10.0.0.1`) is the IPv4 address for proxy matching."""
-    return expr.str.strip_chars().str.to_lowercase().str.replace(r"^::ffff:", "")
-
-
-def _ipv4_int(expr: pl.Expr) -> pl.Expr:
-    parts = expr.str.split_exact(".", 3)
-    octets = [parts.struct.field(f"field_{i}").cast(pl.Int64, strict=False) for i in range(4)]
-    value = ((octets[0] * 256 + octets[1]) * 256 + octets[2]) * 256 + octets[3]
-    in_range = pl.all_horizontal([(o >= 0) & (o <= 255) for o in octets])
-    return pl.when(in_range).then(value)
-
-
-def proxy_match(ip: pl.Expr, port: pl.Expr, proxies: tuple[ProxyRule, ...]) -> pl.Expr:
-    """True where (ip, port) is a configured proxy; never null."""
-    plan = ProxyMatch.of(proxies)
-    conds: list[pl.Expr] = []
-    if plan.any_port:
-        conds.append(ip.is_in(plan.any_port))
-    for texts, rule_port in plan.with_port:
-        conds.append(ip.is_in(texts) & (port == rule_port))
-    if plan.ranges:
-        as_int = _ipv4_int(normalise_ip(ip))
-        for lo, hi, range_port in plan.ranges:
-            cond = as_int.is_between(lo, hi)
-            conds.append(cond if range_port is None else cond & (port == range_port))
-    if not conds:
-        return pl.lit(False)
-    return pl.any_horizontal(conds).fill_null(False)
 
 
 def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:

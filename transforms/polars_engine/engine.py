@@ -9,6 +9,7 @@ import polars as pl
 from proxylink.transforms.engine import DayFrames, DaySummary, Steps, no_steps
 from proxylink.transforms.params import DayWindow, LinkParams
 from proxylink.transforms.polars_engine import assemble, classify, link, normalise
+from proxylink.transforms.rules import OK
 
 
 def build_day(
@@ -40,7 +41,7 @@ def build_day(
     with steps("dedupe"):
         events = assemble.dedupe(narrow, raw)
         del narrow
-    valid = events.lazy().filter(pl.col(assemble.FATE) == assemble.OK)
+    valid = events.lazy().filter(pl.col(assemble.FATE) == OK)
     with steps("link"):
         result = link.link_by_device(valid, events.height, window, params)
     with steps("decide"):

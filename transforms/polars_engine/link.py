@@ -29,17 +29,20 @@ from proxylink.transforms.polars_engine.classify import (
     DEV,
     DOMAIN,
     DOMAIN_CODE,
+    RIP,
+    ROLE,
+    TARGET_PORT,
+)
+from proxylink.transforms.rules import (
+    EVIDENCE_PRIORITY,
     EVIDENCE_ROLES,
     HTTP,
     LEG,
     NP,
     NP2,
     REQ,
-    RIP,
-    ROLE,
     ROLE_SOURCE,
     SSL,
-    TARGET_PORT,
 )
 
 LEG_ID = "leg_id"
@@ -47,8 +50,6 @@ EV_ID = "ev_id"
 KIND = "kind"  # evidence kind for one-to-one: np and np2 are both network protection
 ID = "_id"
 
-# Which evidence names a linked leg's domain when several do (they agree, or it stays unlinked).
-_PRIORITY = {NP: 0, NP2: 0, HTTP: 1, SSL: 2, REQ: 3}
 REQ_HOSTS = "req_hosts"
 
 
@@ -287,7 +288,7 @@ def _summarise(accepted: pl.DataFrame, method: str, hosts: pl.DataFrame) -> pl.D
     """One row per linked leg: its domain, primary evidence, the target port if known and how
     many distinct hosts its plain-HTTP requests named."""
     ranked = accepted.with_columns(
-        pl.col(ROLE).replace_strict(_PRIORITY, return_dtype=pl.Int8).alias("prio")
+        pl.col(ROLE).replace_strict(EVIDENCE_PRIORITY, return_dtype=pl.Int8).alias("prio")
     ).sort([LEG_ID, "prio"])
 
     def port(role: str) -> pl.Expr:
