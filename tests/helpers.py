@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from proxylink.transforms import schema as s
+from proxylink.transforms.types import polars_schema
 
 PROXY = "10.20.0.5"
 PROXY_PORT = 8080
@@ -17,23 +18,25 @@ DEVICE = "d" * 40
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 PCT = datetime(2026, 11, 1, 8, 0, 0, tzinfo=UTC)
 
-SCHEMA: dict[str, pl.DataType] = {
-    s.TIMESTAMP: pl.Datetime("us", "UTC"),
-    s.DEVICE_ID: pl.String(),
-    s.DEVICE_NAME: pl.String(),
-    s.ACTION_TYPE: pl.String(),
-    s.REMOTE_IP: pl.String(),
-    s.REMOTE_PORT: pl.Int32(),
-    s.REMOTE_URL: pl.String(),
-    s.LOCAL_IP: pl.String(),
-    s.LOCAL_PORT: pl.Int32(),
-    s.PROTOCOL: pl.String(),
-    s.PROCESS_ID: pl.Int64(),
-    s.PROCESS_CREATION: pl.Datetime("us", "UTC"),
-    "InitiatingProcessFileName": pl.String(),
-    s.REPORT_ID: pl.Int64(),
-    s.ADDITIONAL_FIELDS: pl.String(),
-}
+SCHEMA: dict[str, pl.DataType] = polars_schema(
+    (
+        s.TIMESTAMP,
+        s.DEVICE_ID,
+        s.DEVICE_NAME,
+        s.ACTION_TYPE,
+        s.REMOTE_IP,
+        s.REMOTE_PORT,
+        s.REMOTE_URL,
+        s.LOCAL_IP,
+        s.LOCAL_PORT,
+        s.PROTOCOL,
+        s.PROCESS_ID,
+        s.PROCESS_CREATION,
+        s.PROCESS_FILE_NAME,
+        s.REPORT_ID,
+        s.ADDITIONAL_FIELDS,
+    )
+)
 
 _report_ids = iter(range(1, 10_000_000))
 

@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from proxylink.transforms import schema as s
+from proxylink.transforms import types
 from tests.helpers import (
     PROXY,
     PROXY_PORT,
@@ -480,3 +481,13 @@ def test_target_ip_row_at_midnight_takes_its_proxy_from_the_next_days_inspection
     assert row[s.REMOTE_IP] == "93.184.216.34"
     # the inspection row belongs to the next day: that day's run counts it
     assert report.counts["curated"] == 1 and report.counts["evidence_folded"] == 0
+
+
+def test_the_published_columns_have_the_types_declared_once(build: Build) -> None:
+    """Every curated column the contract names is published with the type `transforms.types`
+    declares for it, on both engines: the reader, the core and the writer agree."""
+    table, _ = build([leg(0), np_row(10, "Example.com")])
+    declared = {c: t for c, t in types.polars_schema(list(types.KINDS)).items() if c in table}
+    published = {c: table.schema[c] for c in declared}
+    assert published == declared
+    assert set(types.ADDED_KINDS) <= set(table.columns)

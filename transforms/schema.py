@@ -25,20 +25,6 @@ ADDITIONAL_FIELDS: Final = "AdditionalFields"
 # Optional: carried through when the lake has it; the aggregates use it when present.
 PROCESS_FILE_NAME: Final = "InitiatingProcessFileName"
 
-STRING_COLUMNS: Final = (
-    DEVICE_ID,
-    DEVICE_NAME,
-    ACTION_TYPE,
-    REMOTE_IP,
-    REMOTE_URL,
-    LOCAL_IP,
-    PROTOCOL,
-    ADDITIONAL_FIELDS,
-)
-PORT_COLUMNS: Final = (REMOTE_PORT, LOCAL_PORT)
-LONG_COLUMNS: Final = (PROCESS_ID, REPORT_ID)
-TIMESTAMP_COLUMNS: Final = (TIMESTAMP, PROCESS_CREATION)
-
 REQUIRED_COLUMNS: Final = (
     TIMESTAMP,
     DEVICE_ID,

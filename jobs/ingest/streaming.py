@@ -23,72 +23,17 @@ from typing import Any, BinaryIO, Final
 import pyarrow as pa
 
 from proxylink.transforms import schema as s
+from proxylink.transforms.types import ARROW_TYPES, BOOL, LAKE_COLUMNS, LONG, PORT, STRING
+from proxylink.transforms.types import TIMESTAMP_KIND as TIMESTAMP
+
+COLUMNS: Final = LAKE_COLUMNS  # the lake's columns, in Defender's order, with their kinds
 
 CATEGORY: Final = "AdvancedHunting-DeviceNetworkEvents"
 AVRO_MAGIC: Final = b"Obj\x01"
-TS_TYPE: Final = pa.timestamp("us", tz="UTC")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _INT32: Final = (-(2**31), 2**31 - 1)
 _INT64: Final = (-(2**63), 2**63 - 1)
 
-# Column kinds and their Arrow types; ports and longs as the input contract says.
-STRING, PORT, LONG, TIMESTAMP, BOOL = "string", "port", "long", "timestamp", "bool"
-ARROW_TYPES: Final[dict[str, pa.DataType]] = {
-    STRING: pa.string(),
-    PORT: pa.int32(),
-    LONG: pa.int64(),
-    TIMESTAMP: TS_TYPE,
-    BOOL: pa.bool_(),
-}
-
-# The advanced-hunting DeviceNetworkEvents columns, in Defender's order. Every lake file has all
-# of them with these types (null where the record had none), so files of any day concatenate.
-COLUMNS: Final[tuple[tuple[str, str], ...]] = (
-    (s.TIMESTAMP, TIMESTAMP),
-    (s.DEVICE_ID, STRING),
-    (s.DEVICE_NAME, STRING),
-    (s.ACTION_TYPE, STRING),
-    (s.REMOTE_IP, STRING),
-    (s.REMOTE_PORT, PORT),
-    (s.REMOTE_URL, STRING),
-    (s.LOCAL_IP, STRING),
-    (s.LOCAL_PORT, PORT),
-    (s.PROTOCOL, STRING),
-    ("LocalIPType", STRING),
-    ("RemoteIPType", STRING),
-    ("InitiatingProcessSHA1", STRING),
-    ("InitiatingProcessSHA256", STRING),
-    ("InitiatingProcessMD5", STRING),
-    (s.PROCESS_FILE_NAME, STRING),
-    ("InitiatingProcessFileSize", LONG),
-    ("InitiatingProcessVersionInfoCompanyName", STRING),
-    ("InitiatingProcessVersionInfoProductName", STRING),
-    ("InitiatingProcessVersionInfoProductVersion", STRING),
-    ("InitiatingProcessVersionInfoInternalFileName", STRING),
-    ("InitiatingProcessVersionInfoOriginalFileName", STRING),
-    ("InitiatingProcessVersionInfoFileDescription", STRING),
-    (s.PROCESS_ID, LONG),
-    ("InitiatingProcessCommandLine", STRING),
-    (s.PROCESS_CREATION, TIMESTAMP),
-    ("InitiatingProcessFolderPath", STRING),
-    ("InitiatingProcessParentFileName", STRING),
-    ("InitiatingProcessParentId", LONG),
-    ("InitiatingProcessParentCreationTime", TIMESTAMP),
-    ("InitiatingProcessAccountDomain", STRING),
-    ("InitiatingProcessAccountName", STRING),
-    ("InitiatingProcessAccountSid", STRING),
-    ("InitiatingProcessAccountUpn", STRING),
-    ("InitiatingProcessAccountObjectId", STRING),
-    ("InitiatingProcessIntegrityLevel", STRING),
-    ("InitiatingProcessTokenElevation", STRING),
-    ("InitiatingProcessSessionId", LONG),
-    ("IsInitiatingProcessRemoteSession", BOOL),
-    ("InitiatingProcessRemoteSessionDeviceName", STRING),
-    ("InitiatingProcessRemoteSessionIP", STRING),
-    (s.REPORT_ID, LONG),
-    ("AppGuardContainerId", STRING),
-    (s.ADDITIONAL_FIELDS, STRING),
-)
 COLUMN_NAMES: Final = tuple(name for name, _ in COLUMNS)
 _KNOWN: Final = frozenset(COLUMN_NAMES)
 

@@ -26,6 +26,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 
 from proxylink.jobs.errors import OutputError
 from proxylink.transforms import schema as s
+from proxylink.transforms.types import polars_schema
 
 CURATED_TABLE = "connection_success"
 REJECTS_TABLE = "rejects"
@@ -46,19 +47,21 @@ class StagedFiles:
 
 # The curated columns the validation profile and the summary tables read, for a day whose
 # engine staged no curated file at all.
-EMPTY_CURATED_SCHEMA: dict[str, pl.DataType] = {
-    s.DEVICE_ID: pl.String(),
-    s.DEVICE_NAME: pl.String(),
-    s.TIMESTAMP: pl.Datetime("us", "UTC"),
-    s.REPORT_ID: pl.Int64(),
-    s.ACTION_TYPE: pl.String(),
-    s.LINK_METHOD: pl.String(),
-    s.IS_PROXIED: pl.Boolean(),
-    s.PROXY_IP: pl.String(),
-    s.PROXY_PORT: pl.Int32(),
-    s.REMOTE_URL: pl.String(),
-    s.LINK_DELTA_MS: pl.Int64(),
-}
+EMPTY_CURATED_SCHEMA: dict[str, pl.DataType] = polars_schema(
+    (
+        s.DEVICE_ID,
+        s.DEVICE_NAME,
+        s.TIMESTAMP,
+        s.REPORT_ID,
+        s.ACTION_TYPE,
+        s.LINK_METHOD,
+        s.IS_PROXIED,
+        s.PROXY_IP,
+        s.PROXY_PORT,
+        s.REMOTE_URL,
+        s.LINK_DELTA_MS,
+    )
+)
 
 
 def staged_rows(paths: list[Path]) -> pl.LazyFrame:

@@ -11,6 +11,14 @@ import polars as pl
 
 from proxylink.transforms import schema as s
 from proxylink.transforms.params import LinkParams
+from proxylink.transforms.types import (
+    CONTRACT_DTYPES,
+    POLARS_TYPES,
+    PORT,
+    STRING,
+    TIMESTAMP_KIND,
+    of_kind,
+)
 
 # Internal bookkeeping columns that the job adds to every raw row.
 FILE: str = "_file"
@@ -25,16 +33,10 @@ AF_URI: str = "_af_uri"
 AF_SERVER_NAME: str = "_af_server_name"
 INTERNAL = (FILE, ROW, PART_START, PART_END)
 
-UTC_US = pl.Datetime("us", "UTC")
+UTC_US = POLARS_TYPES[TIMESTAMP_KIND]
 REASON = pl.Enum(s.REJECT_REASONS)
 _SUSPECT = "_suspect"
 _MASK = "_mask"
-CONTRACT_DTYPES: dict[str, pl.DataType] = {
-    **{c: pl.String() for c in s.STRING_COLUMNS},
-    **{c: pl.Int32() for c in s.PORT_COLUMNS},
-    **{c: pl.Int64() for c in s.LONG_COLUMNS},
-    **{c: UTC_US for c in s.TIMESTAMP_COLUMNS},
-}
 
 _TS_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.fZ",
@@ -111,12 +113,12 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
 def coerce(raw: pl.LazyFrame) -> pl.LazyFrame:
     """The contract columns with contract types: blanks are null, ports outside 0..65535 null."""
     typed: list[pl.Expr] = []
-    for name in s.STRING_COLUMNS:
+    for name in of_kind(STRING):
         expr = _blank_to_null(pl.col(name))
         if name in (s.REMOTE_IP, s.LOCAL_IP):
             expr = pl.when(expr.str.contains(r"^\s*-\s*$")).then(None).otherwise(expr)
         typed.append(expr.alias(name))
-    for name in s.PORT_COLUMNS:
+    for name in of_kind(PORT):
         value = pl.col(name).cast(pl.Int64)
         typed.append(pl.when(value.is_between(0, 65535)).then(value).cast(pl.Int32).alias(name))
     typed.append(pl.col(s.REPORT_ID).cast(pl.Int64))
@@ -144,7 +146,7 @@ def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
 
     bad_port = {
         name: unparsed(name) | ~pl.col(name).cast(pl.Int64).is_between(0, 65535).fill_null(True)
-        for name in s.PORT_COLUMNS
+        for name in of_kind(PORT)
     }
 
     ts = pl.col(s.TIMESTAMP)
