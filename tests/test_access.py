@@ -491,7 +491,7 @@ def test_ddl_quotes_odd_names_and_paths(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def readme_column_docs() -> dict[str, str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "tables.md").read_text(encoding="utf-8")
     section = text.split("## The curated table: `connection_success`")[1].split("\n### ")[0]
     docs = {}
     for row in re.findall(r"^\| (`.+?) \| .+? \| (.+) \|$", section, flags=re.M):

@@ -110,7 +110,7 @@ def _nearest_baseline(lake: Path) -> pl.DataFrame:
         s.DEVICE_ID, pl.col(s.TIMESTAMP).alias("ev_ts"), "ev_domain"
     )
     # An equi-join on the device and a minimum per leg: polars' join_asof "nearest" with
-    # `by` is unreliable (docs/architecture.md, known pitfalls).
+    # `by` is unreliable (docs/architecture.md, Known pitfalls).
     pairs = legs.join(evidence, on=s.DEVICE_ID).with_columns(
         (pl.col("ev_ts") - pl.col(s.TIMESTAMP)).abs().alias("gap")
     )

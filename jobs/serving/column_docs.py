@@ -1,7 +1,7 @@
 """What the published tables and their columns mean, for catalogs that show comments.
 
-The texts of `connection_success`'s added columns are the README's column table verbatim
-(markdown backticks dropped); a test keeps the two the same. A table or column without an
+The texts of `connection_success`'s added columns are the column table of docs/tables.md
+verbatim (markdown backticks dropped); a test keeps the two the same. A table or column without an
 entry simply gets no comment.
 """
 
@@ -48,7 +48,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "InitiatingProcessCreationTime": "when that process started (with its id, the process)",
         "ReportId": "Defender's event id; unique per device together with Timestamp",
         "AdditionalFields": "the event's extra fields as JSON text",
-        # added or redefined by proxylink (README: The curated table)
+        # added or redefined by proxylink (docs/tables.md: The curated table)
         "RemoteUrl": (
             "the real destination domain where known: the row's own, or the linked evidence's; "
             "lower case, without scheme, path or port, an internationalised name as IDNA "
