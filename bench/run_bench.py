@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -39,13 +38,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
 
+from proxylink.jobs.nightly.manifest import versions
 from proxylink.jobs.nightly.plan import plan_files
 from proxylink.jobs.sample import LAKE_FORMAT, SampleSpec, write_sample
 from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
@@ -55,6 +54,7 @@ ROOT = BENCH.parent
 DATA = BENCH / ".data"
 DAY = date(2026, 11, 1)
 PROXIES = ("10.20.0.5:8080", "10.20.0.6:3128")
+BENCH_DISTRIBUTIONS = ("proxylink", "polars", "duckdb", "pyarrow", "deltalake", "pyspark")
 # The generator writes ~2.93 rows per connection, so 600 connections per device per day give
 # about 7.0M events for 4,000 devices.
 DEFAULT_CPD = 600
@@ -278,16 +278,6 @@ def median_run(runs: list[Run]) -> Run:
     """The run whose wall time is the (lower) median."""
     ordered = sorted(runs, key=lambda r: r.wall_s)
     return ordered[(len(ordered) - 1) // 2]
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("polars", "duckdb", "pyarrow", "deltalake", "pyspark"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
 
 
 def _ratio(runs: list[Run], over: str, under: str) -> dict[str, Any]:
@@ -599,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_growth(growth)
     out_doc: dict[str, Any] = {
         "cpus": os.cpu_count(),
-        "versions": versions(),
+        "versions": versions(BENCH_DISTRIBUTIONS),
         "scales": results,
         "growth": growth,
     }

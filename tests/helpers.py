@@ -79,6 +79,11 @@ def np_row(ms: float, domain: str, port: int | None = 50000, **kw: Any) -> dict[
 
 def http_row(ms: float, domain: str, port: int = 50000, target: int = 443, **kw: Any) -> dict:
     fields = f'{{"direction":"Out","host":"{domain}","method":"CONNECT","uri":"{domain}:{target}"}}'
+    return _inspected(ms, port, fields, **kw)
+
+
+def _inspected(ms: float, port: int, fields: str, **kw: Any) -> dict[str, Any]:
+    """An HttpConnectionInspected row: the sensor records no process."""
     return _base(
         at(ms),
         **{
@@ -86,7 +91,7 @@ def http_row(ms: float, domain: str, port: int = 50000, target: int = 443, **kw:
             s.LOCAL_PORT: port,
             s.PROCESS_ID: 0,
             s.PROCESS_CREATION: None,
-            "InitiatingProcessFileName": None,
+            s.PROCESS_FILE_NAME: None,
             s.ADDITIONAL_FIELDS: fields,
             **kw,
         },
@@ -106,18 +111,7 @@ def request_row(
     fields = {"direction": "Out", "method": method, "uri": uri, "status_code": "200"}
     if host is not None:
         fields["host"] = host
-    return _base(
-        at(ms),
-        **{
-            s.ACTION_TYPE: s.HTTP_INSPECTED,
-            s.LOCAL_PORT: port,
-            s.PROCESS_ID: 0,
-            s.PROCESS_CREATION: None,
-            "InitiatingProcessFileName": None,
-            s.ADDITIONAL_FIELDS: json.dumps(fields),
-            **kw,
-        },
-    )
+    return _inspected(ms, port, json.dumps(fields), **kw)
 
 
 def target_np(ms: float, domain: str, port: int | None = 50000, **kw: Any) -> dict[str, Any]:

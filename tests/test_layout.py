@@ -26,16 +26,22 @@ _IO_CALLS = {"open", "now", "today", "utcnow", "getenv", "urlopen"}
 _IO_PREFIXES = ("read_", "scan_", "write_", "sink_")
 
 
+def _imported(node: ast.AST, names: bool = True) -> list[str]:
+    """The modules an import statement names (and, with `names`, each `module.name` it takes
+    from a module); nothing for any other node or a relative import."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        taken = [f"{node.module}.{a.name}" for a in node.names] if names else []
+        return [node.module, *taken]
+    return []
+
+
 def impurities(source: str) -> list[str]:
     """Where `source` does I/O or reads the clock: `line: what`."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-        for name in names:
+        for name in _imported(node):
             if name in _IO_MODULES or name.split(".")[0] in _IO_MODULES - {"pyarrow"}:
                 found.append(f"{node.lineno}: imports {name}")
         if isinstance(node, ast.Call):
@@ -50,12 +56,7 @@ def engine_imports(source: str, engine: str) -> list[str]:
     """Where `source`, a module of engine package `engine`, imports another engine's package."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-        for module in modules:
+        for module in _imported(node):
             parts = module.split(".")
             others = [p for p in parts if p.endswith("_engine") and p != engine]
             if others or (engine != "spark_engine" and parts[0] == "pyspark"):
@@ -133,11 +134,7 @@ def bare_imports(source: str) -> list[str]:
     module."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            modules = [node.module]
+        modules = _imported(node, names=False)
         found += [f"{node.lineno}: imports {m}" for m in modules if m.split(".")[0] in _FOLDERS]
     return found
 

@@ -23,22 +23,17 @@ STRING, PORT, LONG, TIMESTAMP_KIND, BOOL, COUNT = (
     "count",
 )
 
-POLARS_TYPES: Final[dict[str, pl.DataType]] = {
-    STRING: pl.String(),
-    PORT: pl.Int32(),
-    LONG: pl.Int64(),
-    TIMESTAMP_KIND: pl.Datetime("us", "UTC"),
-    BOOL: pl.Boolean(),
-    COUNT: pl.Int32(),
+# Each kind as (polars type, Arrow type).
+_TYPES: Final[dict[str, tuple[pl.DataType, pa.DataType]]] = {
+    STRING: (pl.String(), pa.string()),
+    PORT: (pl.Int32(), pa.int32()),
+    LONG: (pl.Int64(), pa.int64()),
+    TIMESTAMP_KIND: (pl.Datetime("us", "UTC"), pa.timestamp("us", tz="UTC")),
+    BOOL: (pl.Boolean(), pa.bool_()),
+    COUNT: (pl.Int32(), pa.int32()),
 }
-ARROW_TYPES: Final[dict[str, pa.DataType]] = {
-    STRING: pa.string(),
-    PORT: pa.int32(),
-    LONG: pa.int64(),
-    TIMESTAMP_KIND: pa.timestamp("us", tz="UTC"),
-    BOOL: pa.bool_(),
-    COUNT: pa.int32(),
-}
+POLARS_TYPES: Final = {kind: types[0] for kind, types in _TYPES.items()}
+ARROW_TYPES: Final = {kind: types[1] for kind, types in _TYPES.items()}
 
 # The advanced-hunting DeviceNetworkEvents columns, in Defender's order. Every lake file has all
 # of them with these types (null where the record had none), so files of any day concatenate.

@@ -49,6 +49,18 @@ class Built:
     details: dict[str, object] = field(default_factory=dict)  # runner-specific, for the manifest
 
 
+@dataclass(frozen=True)
+class DayBuild:
+    """What building day D takes, whichever runner builds it."""
+
+    planned: list[PlannedFile]
+    window: DayWindow
+    params: LinkParams
+    on_corrupt: str  # fail or skip a file whose data pages cannot be read
+    targets: StageTargets  # where the staged files of each table go
+    rules: SuffixRules  # the public suffix list, for the registered domains
+
+
 class Runner(Protocol):
     def socket_evidence(
         self, planned: list[PlannedFile], window: DayWindow, on_corrupt: str
@@ -57,16 +69,7 @@ class Runner(Protocol):
         and inspection records (`transforms.discover`), over every device; and the files read."""
         ...
 
-    def build(
-        self,
-        planned: list[PlannedFile],
-        window: DayWindow,
-        params: LinkParams,
-        on_corrupt: str,
-        targets: StageTargets,
-        rules: SuffixRules,
-        timer: Timer,
-    ) -> Built:
+    def build(self, day: DayBuild, timer: Timer) -> Built:
         """Build day D from the planned files and stage every table's files of partition D."""
         ...
 
@@ -114,34 +117,25 @@ def with_skipping(
 class PolarsRunner:
     """One process: lazy scans of each file; the wide rows stream into one file per table."""
 
-    def build(
-        self,
-        planned: list[PlannedFile],
-        window: DayWindow,
-        params: LinkParams,
-        on_corrupt: str,
-        targets: StageTargets,
-        rules: SuffixRules,
-        timer: Timer,
-    ) -> Built:
+    def build(self, day: DayBuild, timer: Timer) -> Built:
         def attempt(files: list[PlannedFile]) -> Built:
-            scan = lake.scan_lake(files, on_corrupt)
+            scan = lake.scan_lake(files, day.on_corrupt)
             with timer.step("link"):
                 frames, summary = lake.guarded(
                     scan.files,
                     lambda: build_day(
-                        scan.frame, window, params, scan.names, timer.detail, scan.parts
+                        scan.frame, day.window, day.params, scan.names, timer.detail, scan.parts
                     ),
                 )
             with timer.step("write"):
-                staged = lake.guarded(scan.files, lambda: stage.stage_rows(frames, targets))
+                staged = lake.guarded(scan.files, lambda: stage.stage_rows(frames, day.targets))
             with timer.step("aggregate"):
                 curated = pl.scan_parquet(staged[CURATED_TABLE])
                 partials = aggregates.domain_partials(curated)
-                staged[DOMAIN_DAILY_TABLE] = stage.stage_domains(partials, rules, targets)
+                staged[DOMAIN_DAILY_TABLE] = stage.stage_domains(partials, day.rules, day.targets)
             return Built(summary.result(scan.names), scan.files, staged, list(scan.skipped))
 
-        return with_skipping(planned, on_corrupt, targets, attempt)
+        return with_skipping(day.planned, day.on_corrupt, day.targets, attempt)
 
     def socket_evidence(
         self, planned: list[PlannedFile], window: DayWindow, on_corrupt: str

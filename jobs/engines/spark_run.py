@@ -35,7 +35,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from proxylink.jobs.config import Config
 from proxylink.jobs.engines import spark_tasks
-from proxylink.jobs.engines.runner import Built, skipping, with_skipping
+from proxylink.jobs.engines.runner import Built, DayBuild, skipping, with_skipping
 from proxylink.jobs.engines.spark_session import SparkSettings, build_session
 from proxylink.jobs.engines.spark_tasks import META, RECORD_SCHEMA, DayJob, DiscoveryJob, ReadUnit
 from proxylink.jobs.errors import InputError, OutputError
@@ -45,8 +45,7 @@ from proxylink.jobs.nightly.stage import StageTargets
 from proxylink.jobs.timing import Timer
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE
 from proxylink.transforms.engine import DaySummary, EngineUnavailable
-from proxylink.transforms.params import DayWindow, LinkParams
-from proxylink.transforms.psl import SuffixRules
+from proxylink.transforms.params import DayWindow
 
 log = logging.getLogger(__name__)
 
@@ -159,27 +158,18 @@ class SparkRunner:
         """One row, and one partition, per read unit: its index."""
         return self.session.range(0, len(units), 1, numPartitions=len(units))
 
-    def build(
-        self,
-        planned: list[PlannedFile],
-        window: DayWindow,
-        params: LinkParams,
-        on_corrupt: str,
-        targets: StageTargets,
-        rules: SuffixRules,
-        timer: Timer,
-    ) -> Built:
+    def build(self, day: DayBuild, timer: Timer) -> Built:
         def attempt(files: list[PlannedFile]) -> Built:
-            scan, units, n = self._plan(files, on_corrupt)
+            scan, units, n = self._plan(files, day.on_corrupt)
             n_names = max(1, math.ceil(n / 8))
             job = DayJob(
                 files=tuple(scan.files),
                 target=scan.schema,
                 units=tuple(units),
-                window=window,
-                params=params,
-                targets=targets,
-                rules=rules,
+                window=day.window,
+                params=day.params,
+                targets=day.targets,
+                rules=day.rules,
                 build_keys=partition_keys(n),
                 domain_keys=partition_keys(n_names),
                 fault=os.environ.get(spark_tasks.FAULT_ENV),
@@ -201,16 +191,16 @@ class SparkRunner:
             )
             with timer.step("link"):
                 try:
-                    result = self._collect(frame, f"proxylink {window.day}", scan.files)
+                    result = self._collect(frame, f"proxylink {day.window.day}", scan.files)
                 except Exception:
-                    for orphan in targets.orphans(set()):  # the failed job's files
+                    for orphan in day.targets.orphans(set()):  # the failed job's files
                         orphan.unlink(missing_ok=True)
                     raise
-            built = _gather(_metas(result), job, targets)
+            built = _gather(_metas(result), job, day.targets)
             built.skipped = list(scan.skipped)
             return built
 
-        return with_skipping(planned, on_corrupt, targets, attempt)
+        return with_skipping(day.planned, day.on_corrupt, day.targets, attempt)
 
     def socket_evidence(
         self, planned: list[PlannedFile], window: DayWindow, on_corrupt: str

@@ -24,10 +24,13 @@ from proxylink.transforms import schema as s
 from proxylink.transforms.engine import DayResult
 from proxylink.transforms.params import DayWindow
 
+RUN_DISTRIBUTIONS = ("proxylink", "polars", "pyarrow", "deltalake", "pydantic")
 
-def versions() -> dict[str, str]:
+
+def versions(distributions: tuple[str, ...] = RUN_DISTRIBUTIONS) -> dict[str, str]:
+    """Python's version and each distribution's, as the manifest (and the bench) record them."""
     out = {"python": platform.python_version()}
-    for dist in ("proxylink", "polars", "pyarrow", "deltalake", "pydantic"):
+    for dist in distributions:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -18,7 +18,7 @@ from typing import Any
 from proxylink.expectations.runner import ValidationReport
 from proxylink.expectations.runner import preload as preload_expectations
 from proxylink.jobs.config import Config
-from proxylink.jobs.engines.runner import Built, Runner, runner_for
+from proxylink.jobs.engines.runner import Built, DayBuild, Runner, runner_for
 from proxylink.jobs.errors import ValidationFailed
 from proxylink.jobs.logs import run_context
 from proxylink.jobs.nightly import publish
@@ -238,15 +238,15 @@ def _build(
     # the background import of great-expectations never races it.
     preload_expectations()
     try:
-        return runner.build(
+        day = DayBuild(
             planned,
             window,
             config.link_params(),
             config.input.on_corrupt_file,
             targets,
             suffix_rules(),
-            timer,
         )
+        return runner.build(day, timer)
     except BaseException:
         for leftover in targets.orphans(set()):
             leftover.unlink(missing_ok=True)
