@@ -211,9 +211,10 @@ def test_discovered_set_is_part_of_the_fingerprint(sample: tuple[Path, SampleSpe
     params = LinkParams(proxies=())
     planned = plan_files(events, DayWindow.for_day(DAY, params), params)
     settings = config.discovery.basis()
-    one = fingerprint(planned, config.with_proxies(("10.20.0.5:8080",)), settings)
-    two = fingerprint(planned, config.with_proxies(("10.20.0.5:8080", "10.20.0.6:3128")), settings)
-    listed = fingerprint(planned, config.with_proxies(("10.20.0.5:8080",)))
+    one = fingerprint(planned, config.with_proxies(("10.20.0.5:8080",)).link_params(), settings)
+    both = config.with_proxies(("10.20.0.5:8080", "10.20.0.6:3128"))
+    two = fingerprint(planned, both.link_params(), settings)
+    listed = fingerprint(planned, config.with_proxies(("10.20.0.5:8080",)).link_params())
     assert len({one, two, listed}) == 3
 
 

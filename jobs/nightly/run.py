@@ -38,7 +38,7 @@ from proxylink.jobs.nightly.stage import STAGED_TABLES, StageTargets
 from proxylink.jobs.nightly.suffixes import describe as describe_suffixes
 from proxylink.jobs.nightly.suffixes import suffix_rules
 from proxylink.jobs.timing import Timer
-from proxylink.transforms.params import DayWindow
+from proxylink.transforms.params import DayWindow, LinkParams
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +71,16 @@ PUBLISHED_TABLES = STAGED_TABLES
 
 
 def fingerprint(
-    planned: list[PlannedFile], config: Config, discovery: dict[str, Any] | None = None
+    planned: list[PlannedFile], params: LinkParams, discovery: dict[str, Any] | None = None
 ) -> str:
     """What day D's output depends on: the input files (path, size, modification time), the
     settings that change the rows and the tables this version publishes. Equal fingerprints
     mean a rebuild would publish the same.
 
-    With `proxies: auto`, `config` carries the discovered proxies and `discovery` the settings
+    With `proxies: auto`, `params` carry the discovered proxies and `discovery` the settings
     that found them: the same files and settings always discover the same set, so a status check
     can compare with the set a run recorded without discovering again.
     """
-    params = config.link_params()
     basis: dict[str, Any] = {
         "files": sorted((str(f.path), f.size, f.mtime_ns) for f in planned),
         "proxies": sorted(str(p) for p in params.proxies),
@@ -140,7 +139,7 @@ def _run_locked(
         layout = plan(events_root, window, params, used.input.on_invalid_partition)
     for path, why in layout.skipped:
         log.warning("run %s: not reading %s: %s", run_id, path, why)
-    print_ = fingerprint(layout.files, used, config.discovery.basis() if discovery else None)
+    print_ = fingerprint(layout.files, params, config.discovery.basis() if discovery else None)
     last = last_published(curated_root, day)
     if not force and last is not None and last.get("fingerprint") == print_:
         log.info("run %s: %s unchanged since run %s, skipped", run_id, day, last["run_id"])

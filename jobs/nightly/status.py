@@ -50,7 +50,7 @@ def day_status(config: Config, day: date) -> DayStatus:
         try:
             window = DayWindow.for_day(day, params)
             planned = plan_files(events, window, params, config.input.on_invalid_partition)
-            now_print = fingerprint(planned, config, discovery)
+            now_print = fingerprint(planned, params, discovery)
             changed = "no" if now_print == pub.get("fingerprint") else "yes"
         except InputError:
             changed = "yes (input gone)"
