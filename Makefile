@@ -58,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py --scales $(SCALES)
 
 clean:
-	rm -rf demo bench/.data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf demo bench/.data build .pytest_cache .mypy_cache .ruff_cache

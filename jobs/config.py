@@ -252,9 +252,13 @@ class Config(_Strict):
         if self.events is None:
             raise ConfigError("no events path: set `events:` in the config or pass --events")
         curated = self.curated_root()
+        self.require_proxies()
+        return self.events, curated
+
+    def require_proxies(self) -> None:
+        """Linking and validating need the proxies (a list, or `auto`)."""
         if not self.proxies:
             raise ConfigError("no proxies: set `proxies:` in the config or pass --proxy")
-        return self.events, curated
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

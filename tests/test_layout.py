@@ -26,12 +26,12 @@ _IO_CALLS = {"open", "now", "today", "utcnow", "getenv", "urlopen"}
 _IO_PREFIXES = ("read_", "scan_", "write_", "sink_")
 
 
-def _imported(node: ast.AST, names: bool = True) -> list[str]:
+def _imported(node: ast.AST, names: bool = True, relative: bool = False) -> list[str]:
     """The modules an import statement names (and, with `names`, each `module.name` it takes
-    from a module); nothing for any other node or a relative import."""
+    from a module); nothing for any other node, or for a relative import unless `relative`."""
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
-    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+    if isinstance(node, ast.ImportFrom) and node.module and (relative or node.level == 0):
         taken = [f"{node.module}.{a.name}" for a in node.names] if names else []
         return [node.module, *taken]
     return []
@@ -56,7 +56,7 @@ def engine_imports(source: str, engine: str) -> list[str]:
     """Where `source`, a module of engine package `engine`, imports another engine's package."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        for module in _imported(node):
+        for module in _imported(node, relative=True):
             parts = module.split(".")
             others = [p for p in parts if p.endswith("_engine") and p != engine]
             if others or (engine != "spark_engine" and parts[0] == "pyspark"):
@@ -113,11 +113,16 @@ def test_the_guards_find_what_they_guard_against() -> None:
     ]
     pure = "import polars as pl\nfrom datetime import datetime, timedelta\nx = pl.col('a') + 1\n"
     assert impurities(pure) == []
-    crossing = "from transforms.spark_engine import link\nimport pyspark.sql\n"
+    crossing = (
+        "from transforms.spark_engine import link\nimport pyspark.sql\n"
+        "from ..spark_engine import x\n"
+    )
     assert engine_imports(crossing, "polars_engine") == [
         "1: imports transforms.spark_engine",
         "1: imports transforms.spark_engine.link",
         "2: imports pyspark.sql",
+        "3: imports spark_engine",
+        "3: imports spark_engine.x",
     ]
     internals = "from proxylink.transforms.polars_engine.classify import proxy_match\n"
     assert engine_imports(internals, "") == [

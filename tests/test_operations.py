@@ -101,6 +101,24 @@ def test_status_shows_days_and_input_changes(
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert lines["2026-11-01"].split()[1] == "published"
     assert lines["2026-11-01"].endswith("yes") and lines["2026-11-02"].endswith("no")
+    # Without the events or the proxies, whether the input changed is not known, and is not
+    # guessed: status reads only the curated root.
+    assert main(["status", "--curated", str(root)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 2 and all(r.endswith("unknown") for r in rows)
+
+
+def test_validate_without_proxies_is_a_setting_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, root = _lake(tmp_path), tmp_path / "cur"
+    assert main(["run", "--date", "2026-11-01", *_args(events, root)]) == 0
+    capsys.readouterr()
+    reports = sorted((root / "_reports").rglob("*"))
+    assert main(["validate", "--date", "2026-11-01", "--curated", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["proxylink: error: no proxies: set `proxies:` in the config or pass --proxy"]
+    assert sorted((root / "_reports").rglob("*")) == reports, "nothing was validated"
 
 
 def test_a_held_lock_fails_with_exit_4_or_waits(

@@ -2,8 +2,8 @@
 fates a row can meet. Defined once, here; the link core (`polars_engine`) holds only how they
 are evaluated, and the expectations and the docs read them from here.
 
-The reject reasons, the host-name rule and the column types are part of the data contracts
-and live in `transforms.schema`.
+The reject reasons and the host-name rule are part of the data contracts and live in
+`transforms.schema`; the column types are in `transforms.types`.
 """
 
 from __future__ import annotations

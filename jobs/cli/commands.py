@@ -1,8 +1,8 @@
 """What each `proxylink` command does: parsed arguments in, an exit code out.
 
 Each command loads its configuration (`parse.config_from`), calls the jobs that do the work and
-prints through `render`. The jobs are imported inside the commands, so `--help` and a usage
-error load neither polars nor Spark.
+prints through `render`. The jobs are imported inside the commands, so a command loads only
+what it uses (neither Spark nor great-expectations for `--help`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxylink.jobs.cli import render
 from proxylink.jobs.cli.parse import config_from
 from proxylink.jobs.errors import EXIT_INPUT, EXIT_OK, EXIT_VALIDATION, ConfigError
-from proxylink.jobs.nightly.days import DayOutcome
+
+if TYPE_CHECKING:
+    from proxylink.jobs.nightly.days import DayOutcome
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -95,7 +98,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         days = days_between(args.first or args.last, args.last or args.first)
     else:
         days = known_days(root)
-    print(render.status_table([(day, day_status(config, day)) for day in days]))
+    print(render.STATUS_HEADER)
+    for day in days:  # each row as soon as it is known: a slow day does not hold the others
+        print(render.status_row(day, day_status(config, day)), flush=True)
     return EXIT_OK
 
 
@@ -105,7 +110,8 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
     config = config_from(args)
     done = maintain(config, "maintain-" + new_run_id(datetime.now(UTC)), dry_run=args.dry_run)
-    print(render.maintained(done, args.dry_run))
+    if done:
+        print(render.maintained(done, args.dry_run))
     return EXIT_OK
 
 

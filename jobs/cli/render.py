@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from proxylink.jobs.errors import EXIT_OK, printable
 from proxylink.transforms.aggregates import SUMMARY_TABLES
 
-if TYPE_CHECKING:  # the commands import these when they run; `--help` loads none of them
+if TYPE_CHECKING:  # only for the annotations: the commands import what they run
     from proxylink.expectations.runner import ValidationReport
     from proxylink.jobs.ingest.landing import FileResult, IngestReport
     from proxylink.jobs.nightly.days import DayOutcome
@@ -121,20 +121,20 @@ def backfill_table(outcomes: list[DayOutcome]) -> str:
     return "\n".join(lines)
 
 
-def status_table(days: list[tuple[date, DayStatus]]) -> str:
-    """`status`: one line per day."""
-    lines = [
-        f"{'date':<12} {'last run':<18} {'published at':<26} {'rows':>10} {'link rate':>9}  "
-        f"{'validation':<22} {'fingerprint':<17} input changed"
-    ]
-    for day, st in days:
-        rate = f"{st.link_rate:.4f}" if st.link_rate is not None else "-"
-        rows = f"{st.rows:,}" if st.rows is not None else "-"
-        lines.append(
-            f"{day.isoformat():<12} {st.last_run:<18} {st.published_at or '-':<26} {rows:>10} "
-            f"{rate:>9}  {st.validation or '-':<22} {st.fingerprint or '-':<17} {st.input_changed}"
-        )
-    return "\n".join(lines)
+STATUS_HEADER = (
+    f"{'date':<12} {'last run':<18} {'published at':<26} {'rows':>10} {'link rate':>9}  "
+    f"{'validation':<22} {'fingerprint':<17} input changed"
+)
+
+
+def status_row(day: date, st: DayStatus) -> str:
+    """`status`: the line of one day, under `STATUS_HEADER`."""
+    rate = f"{st.link_rate:.4f}" if st.link_rate is not None else "-"
+    rows = f"{st.rows:,}" if st.rows is not None else "-"
+    return (
+        f"{day.isoformat():<12} {st.last_run:<18} {st.published_at or '-':<26} {rows:>10} "
+        f"{rate:>9}  {st.validation or '-':<22} {st.fingerprint or '-':<17} {st.input_changed}"
+    )
 
 
 def maintained(done: list[TableMaintenance], dry_run: bool) -> str:

@@ -2,9 +2,9 @@
 
 Its steps, in the order `run.run_day` takes them:
 
+- `discover`: the proxies, when the configuration says `proxies: auto`;
 - `plan`: which files of the lake day D needs, and which it must not read;
 - `lake`: reading them into the lake's typed schema (the reader every engine uses);
-- `discover`: the proxies, when the configuration says `proxies: auto`;
 - the build, by the configured engine (`jobs.engines`);
 - `stage`: the built rows, written as Parquet files not yet in any table;
 - `gate`: the expectations, then `publish`: one Delta commit per table, or none;

@@ -178,6 +178,7 @@ def validate_published(config: Config, day: date, now: datetime | None = None) -
     computed afresh from the tables, read through the Delta log.
     """
     curated_root = config.curated_root()
+    config.require_proxies()  # the curated suite checks the proxied rows by them
     manifest = latest_published_manifest(curated_root, day)
     if config.proxies_auto:  # the proxies that day was published with
         config = config.with_proxies(recorded_proxies(manifest))

@@ -9,9 +9,9 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from proxylink.transforms import schema as s
+from proxylink.transforms.types import ARROW_TYPES, TIMESTAMP_KIND
 
 Array = npt.NDArray[Any]
 
@@ -46,7 +46,7 @@ INSPECTION_REACH_US: Final = 4_800_000  # skew and lag together stay within the 
 
 INT64_MAX: Final = np.iinfo(np.int64).max
 
-TS_TYPE: Final = pa.timestamp("us", tz="UTC")
+TS_TYPE: Final = ARROW_TYPES[TIMESTAMP_KIND]
 
 # Bumped whenever the same spec writes a different lake, so that cached lakes (make bench) are
 # generated again.

@@ -13,10 +13,8 @@ from proxylink.transforms import schema as s
 from proxylink.transforms.params import LinkParams
 from proxylink.transforms.types import (
     CONTRACT_DTYPES,
-    POLARS_TYPES,
     PORT,
     STRING,
-    TIMESTAMP_KIND,
     of_kind,
 )
 
@@ -33,7 +31,6 @@ AF_URI: str = "_af_uri"
 AF_SERVER_NAME: str = "_af_server_name"
 INTERNAL = (FILE, ROW, PART_START, PART_END)
 
-UTC_US = POLARS_TYPES[TIMESTAMP_KIND]
 REASON = pl.Enum(s.REJECT_REASONS)
 _SUSPECT = "_suspect"
 _MASK = "_mask"
