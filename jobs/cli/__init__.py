@@ -10,7 +10,6 @@ exit code from `jobs.errors`; a traceback is shown only with --debug.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -23,8 +22,6 @@ from proxylink.jobs.cli.parse import build_parser
 from proxylink.jobs.cli.render import error
 from proxylink.jobs.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ProxylinkError, printable
 from proxylink.transforms.engine import EngineUnavailable
-
-log = logging.getLogger("proxylink")
 
 __all__ = ["main"]
 

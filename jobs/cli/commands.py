@@ -36,11 +36,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     summary = write_sample(args.out, spec, progress=render.progress)
-    print(
-        f"sample lake: {summary.events:,} events, {summary.connections:,} connections, "
-        f"{summary.files} files in {time.perf_counter() - t0:.1f}s\n"
-        f"  events: {summary.root}\n  truth:  {summary.truth}"
-    )
+    print(render.sampled(summary, time.perf_counter() - t0))
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # only for the annotations: the commands import what they run
     from proxylink.jobs.nightly.maintain import TableMaintenance
     from proxylink.jobs.nightly.run import RunReport
     from proxylink.jobs.nightly.status import DayStatus
+    from proxylink.jobs.sample import SampleSummary
     from proxylink.jobs.serving.export import ExportReport
 
 
@@ -33,6 +34,15 @@ def error(text: str) -> None:
 def progress(step: str) -> None:
     """A long step starting, on stderr."""
     print(f"  … {step}", file=sys.stderr, flush=True)
+
+
+def sampled(summary: SampleSummary, seconds: float) -> str:
+    """`sample`: what was written, and where the lake and its truth are."""
+    return (
+        f"sample lake: {summary.events:,} events, {summary.connections:,} connections, "
+        f"{summary.files} files in {seconds:.1f}s\n"
+        f"  events: {summary.root}\n  truth:  {summary.truth}"
+    )
 
 
 def run_summary(report: RunReport, seconds: float) -> str:

@@ -104,12 +104,7 @@ def with_skipping(
     attempt: Callable[[list[PlannedFile]], Built],
 ) -> Built:
     """Build with `skipping`; files a failed attempt staged are removed before the next."""
-
-    def remove_staged() -> None:
-        for orphan in targets.orphans(set()):
-            orphan.unlink(missing_ok=True)
-
-    built, skipped = skipping(planned, on_corrupt, attempt, remove_staged)
+    built, skipped = skipping(planned, on_corrupt, attempt, targets.discard)
     built.skipped = skipped + built.skipped
     return built
 

@@ -189,13 +189,10 @@ class SparkRunner:
                 .repartition(n_names, "key")
                 .mapInArrow(partial(spark_tasks.domain_partitions, job=job), RECORD_SCHEMA)
             )
+            # A failed job's files are removed by `with_skipping` (before a retry) and by the
+            # nightly run (on any failure), as for every runner.
             with timer.step("link"):
-                try:
-                    result = self._collect(frame, f"proxylink {day.window.day}", scan.files)
-                except Exception:
-                    for orphan in day.targets.orphans(set()):  # the failed job's files
-                        orphan.unlink(missing_ok=True)
-                    raise
+                result = self._collect(frame, f"proxylink {day.window.day}", scan.files)
             built = _gather(_metas(result), job, day.targets)
             built.skipped = list(scan.skipped)
             return built

@@ -32,8 +32,6 @@ import pyarrow.parquet as pq
 
 from proxylink.jobs.errors import InputError, LockHeld
 from proxylink.jobs.ingest.streaming import (
-    ARROW_TYPES,
-    COLUMNS,
     Ignored,
     Located,
     Quarantined,
@@ -46,6 +44,7 @@ from proxylink.jobs.ingest.streaming import (
     sniff_avro,
 )
 from proxylink.jobs.nightly.lock import curated_lock
+from proxylink.transforms.types import ARROW_TYPES, LAKE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +307,7 @@ class _Part:
         self.extras: tuple[str, ...] = ()
 
     def write(self, table: pa.Table) -> None:
-        new = [c for c in table.column_names[len(COLUMNS) :] if c not in self.extras]
+        new = [c for c in table.column_names[len(LAKE_COLUMNS) :] if c not in self.extras]
         if self.writer is None or new:
             self.close()
             self.extras = (*self.extras, *new)
@@ -345,9 +344,9 @@ class _Buffer:
         columns = zip(*self.rows, strict=True)
         arrays = [
             pa.array(values, type=ARROW_TYPES[kind])
-            for values, (_, kind) in zip(columns, COLUMNS, strict=True)
+            for values, (_, kind) in zip(columns, LAKE_COLUMNS, strict=True)
         ]
-        names = [name for name, _ in COLUMNS]
+        names = [name for name, _ in LAKE_COLUMNS]
         if self.has_extras:
             for name in sorted({k for extra in self.extras for k in extra}):
                 arrays.append(pa.array([e.get(name) for e in self.extras], type=pa.string()))

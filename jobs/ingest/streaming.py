@@ -23,10 +23,15 @@ from typing import Any, BinaryIO, Final
 import pyarrow as pa
 
 from proxylink.transforms import schema as s
-from proxylink.transforms.types import ARROW_TYPES, BOOL, LAKE_COLUMNS, LONG, PORT, STRING
-from proxylink.transforms.types import TIMESTAMP_KIND as TIMESTAMP
-
-COLUMNS: Final = LAKE_COLUMNS  # the lake's columns, in Defender's order, with their kinds
+from proxylink.transforms.types import (
+    ARROW_TYPES,
+    BOOL,
+    LAKE_COLUMNS,
+    LONG,
+    PORT,
+    STRING,
+    TIMESTAMP_KIND,
+)
 
 CATEGORY: Final = "AdvancedHunting-DeviceNetworkEvents"
 AVRO_MAGIC: Final = b"Obj\x01"
@@ -34,13 +39,13 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _INT32: Final = (-(2**31), 2**31 - 1)
 _INT64: Final = (-(2**63), 2**63 - 1)
 
-COLUMN_NAMES: Final = tuple(name for name, _ in COLUMNS)
+COLUMN_NAMES: Final = tuple(name for name, _ in LAKE_COLUMNS)
 _KNOWN: Final = frozenset(COLUMN_NAMES)
 
 
 def lake_schema(extras: tuple[str, ...] = ()) -> pa.Schema:
     """The fixed columns, then any extra properties (always text) in the order given."""
-    fields = [pa.field(name, ARROW_TYPES[kind]) for name, kind in COLUMNS]
+    fields = [pa.field(name, ARROW_TYPES[kind]) for name, kind in LAKE_COLUMNS]
     return pa.schema(fields + [pa.field(name, pa.string()) for name in extras])
 
 
@@ -174,7 +179,7 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Row:
-    """One lake row: `values` follow COLUMNS; `hour` is the UTC hour of its Timestamp."""
+    """One lake row: `values` follow LAKE_COLUMNS; `hour` is the UTC hour of its Timestamp."""
 
     hour: datetime
     values: list[Any]
@@ -297,6 +302,8 @@ def _bool(value: Any) -> bool | None:
     raise ValueError("not a boolean")
 
 
-_CONVERTERS: Final = {PORT: _port, LONG: _long, TIMESTAMP: _timestamp, BOOL: _bool}
-_STRING_AT: Final = tuple(i for i, (_, kind) in enumerate(COLUMNS) if kind == STRING)
-_TYPED_AT: Final = tuple((i, _CONVERTERS[k]) for i, (_, k) in enumerate(COLUMNS) if k != STRING)
+_CONVERTERS: Final = {PORT: _port, LONG: _long, TIMESTAMP_KIND: _timestamp, BOOL: _bool}
+_STRING_AT: Final = tuple(i for i, (_, kind) in enumerate(LAKE_COLUMNS) if kind == STRING)
+_TYPED_AT: Final = tuple(
+    (i, _CONVERTERS[k]) for i, (_, k) in enumerate(LAKE_COLUMNS) if k != STRING
+)

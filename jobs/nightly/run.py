@@ -146,7 +146,10 @@ def _run_locked(
         return _unchanged(run_id, day, curated_root, last, discovery)
 
     tables = {name: curated_root / name for name in STAGED_TABLES}
-    built = _build(runner, layout.files, window, used, StageTargets(tables, day, run_id), timer)
+    targets = StageTargets(tables, day, run_id)
+    on_corrupt = used.input.on_corrupt_file
+    build = DayBuild(layout.files, window, params, on_corrupt, targets, suffix_rules())
+    built = _build(runner, build, timer)
     staged = publish.Staged({name: (tables[name], built.staged[name]) for name in tables}, day)
     failure: ValidationFailed | None = None
     try:
@@ -223,30 +226,14 @@ def _unchanged(
     )
 
 
-def _build(
-    runner: Runner,
-    planned: list[PlannedFile],
-    window: DayWindow,
-    config: Config,
-    targets: StageTargets,
-    timer: Timer,
-) -> Built:
+def _build(runner: Runner, day: DayBuild, timer: Timer) -> Built:
     """Build and stage day D with the configured engine; on any failure (a full disk, an
     interrupt) leave no staged file behind."""
     # great-expectations imports pyspark when present: the Spark runner imports it first, so
     # the background import of great-expectations never races it.
     preload_expectations()
     try:
-        day = DayBuild(
-            planned,
-            window,
-            config.link_params(),
-            config.input.on_corrupt_file,
-            targets,
-            suffix_rules(),
-        )
         return runner.build(day, timer)
     except BaseException:
-        for leftover in targets.orphans(set()):
-            leftover.unlink(missing_ok=True)
+        day.targets.discard()
         raise

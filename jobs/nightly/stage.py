@@ -48,6 +48,11 @@ class StageTargets:
                 found += [p for p in folder.glob(f"part-{self.run_id}-*") if p not in kept]
         return sorted(found)
 
+    def discard(self) -> None:
+        """Remove every file this run staged: a failed attempt, or a failed build, leaves none."""
+        for orphan in self.orphans(set()):
+            orphan.unlink(missing_ok=True)
+
 
 def sink(frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int) -> Path:
     """Stream `frame` (its `date` column dropped) into one new file of partition D of `table`."""
