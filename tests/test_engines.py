@@ -359,17 +359,15 @@ def test_a_sample_lake_publishes_the_same_tables(spark: object, tmp_path: Path) 
     assert domains["TopProcesses"].list.len().max() == 5
 
 
-@pytest.mark.parametrize("rows_per_chunk", [1, 700])
-def test_curated_rows_joined_a_few_files_at_a_time_equal_one_join(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int
+def test_output_rows_set_beside_their_decisions_by_position_equal_one_join(
+    tmp_path: Path,
 ) -> None:
-    """The polars runner joins the curated rows to their decisions in chunks of whole files to
-    bound memory; the rows, the rejects and the evidence must be those of one join over the
-    whole window."""
+    """The polars runner sets each file's output rows beside their decisions by position, file
+    by file, instead of joining the whole window; the rows, the rejects and the evidence must
+    be those of one join over the whole window, and no row may sit beside another's tags."""
     from proxylink.jobs.nightly.lake import scan_lake
     from proxylink.jobs.nightly.plan import plan_files
     from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
-    from proxylink.transforms.polars_engine import assemble
     from proxylink.transforms.polars_engine.engine import build_day
 
     lake = write_sample(tmp_path / "lake", SampleSpec(devices=30, start=DAY, days=1, seed=9))
@@ -378,18 +376,39 @@ def test_curated_rows_joined_a_few_files_at_a_time_equal_one_join(
     scan = scan_lake(plan_files(lake.root, window, params), "fail")
     assert len(scan.parts) == len(scan.files) > 20
 
-    def collected(parts: list[pl.LazyFrame] | None) -> tuple[int, list[pl.DataFrame]]:
+    def collected(parts: list[pl.LazyFrame] | None) -> list[pl.DataFrame]:
         frames, _ = build_day(scan.frame, window, params, scan.names, parts=parts)
-        curated = pl.concat([c.collect() for c in frames.curated])
-        tables = [curated, frames.rejects.collect(), frames.evidence.collect()]
+        assert frames.misaligned.collect().item() == 0
+        tables = [frames.curated.collect(), frames.rejects.collect(), frames.evidence.collect()]
         keys = [[s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID], [s.SOURCE_FILE, s.REJECT_RECORD]]
         keys.append([s.DEVICE_ID])
-        return len(frames.curated), [t.sort(k) for t, k in zip(tables, keys, strict=True)]
+        return [t.sort(k) for t, k in zip(tables, keys, strict=True)]
 
-    one, whole = collected(None)
-    monkeypatch.setattr(assemble, "ROWS_PER_CHUNK", rows_per_chunk)
-    chunks, chunked = collected(scan.parts)
-    assert one == 1 and chunks > 1
+    whole = collected(None)
+    chunked = collected(scan.parts)
     assert whole[0].height > 1_000 and whole[1].height > 0 and whole[2].height > 0
     for expected, got in zip(whole, chunked, strict=True):
         assert got.equals(expected), _diff(expected, got, got.columns[:3])
+
+
+def test_output_rows_out_of_file_order_are_caught_not_published(tmp_path: Path) -> None:
+    """Setting rows beside their decisions by position relies on each file's rows coming in
+    file order; a file read in another order is counted as misaligned, and staging refuses."""
+    from proxylink.jobs.nightly.lake import scan_lake
+    from proxylink.jobs.nightly.plan import plan_files
+    from proxylink.jobs.nightly.stage import StageTargets, stage_rows
+    from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
+    from proxylink.transforms.polars_engine.engine import build_day
+
+    lake = write_sample(tmp_path / "lake", SampleSpec(devices=10, start=DAY, days=1, seed=3))
+    params = LinkParams(proxies=tuple(parse_proxy(f"{i}:{p}") for i, p in SampleSpec().proxies))
+    window = DayWindow.for_day(DAY, params)
+    scan = scan_lake(plan_files(lake.root, window, params), "fail")
+    shuffled = [p.reverse() if i == 3 else p for i, p in enumerate(scan.parts)]
+    frames, _ = build_day(scan.frame, window, params, scan.names, parts=shuffled)
+    assert frames.misaligned.collect().item() > 0
+    tables = {t: tmp_path / "out" / t for t in ("connection_success", "rejects", "proxy_coverage")}
+    targets = StageTargets(tables, DAY, "run1")
+    with pytest.raises(RuntimeError, match="beside another row's decisions"):
+        stage_rows(frames, targets)
+    assert targets.orphans(set()) == []

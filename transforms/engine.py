@@ -66,13 +66,17 @@ class EngineUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class DayFrames:
-    """The rows a build produced, still lazy: the job streams each into its files."""
+    """The rows a build produced, still lazy: the job streams them into their files together,
+    in one pass over the raw rows."""
 
-    curated: tuple[pl.LazyFrame, ...]  # chunks of whole files, each streamed into a file
+    curated: pl.LazyFrame
     rejects: pl.LazyFrame
     # Per device, the day's evidence rows that are not rejected or duplicates, folded or not:
     # how many (what `proxy_coverage` counts as its evidence) and its last name on them.
     evidence: pl.LazyFrame
+    # One row, one count: output rows that were set beside another row's decisions. The three
+    # frames above share one read of the raw rows; a count above zero is a bug, never published.
+    misaligned: pl.LazyFrame
 
 
 @dataclass(frozen=True)

@@ -56,29 +56,64 @@ class StageTargets:
 
 def sink(frame: pl.LazyFrame, table: Path, targets: StageTargets, part: int) -> Path:
     """Stream `frame` (its `date` column dropped) into one new file of partition D of `table`."""
-    path = publish.new_data_path(table, targets.day, targets.run_id, part)
-    if s.PARTITION_DATE in frame.collect_schema():
-        frame = frame.drop(s.PARTITION_DATE)
+    paths, _ = sink_together([(frame, table)], [], targets, part)
+    return paths[0]
+
+
+def sink_together(
+    outputs: list[tuple[pl.LazyFrame, Path]],
+    collect: list[pl.LazyFrame],
+    targets: StageTargets,
+    part: int,
+) -> tuple[list[Path], list[pl.DataFrame]]:
+    """Stream each frame of `outputs` (its `date` column dropped) into one new file of
+    partition D of its table, and collect the frames of `collect`, all in one query: frames
+    that share their input read it once. Returns the files, and the collected frames.
+
+    A failed write (a full disk) is one `OutputError` naming the file, and leaves none of the
+    files behind."""
+    paths: list[Path] = []
+    plans: list[pl.LazyFrame] = []
+    for frame, table in outputs:
+        path = publish.new_data_path(table, targets.day, targets.run_id, part)
+        if s.PARTITION_DATE in frame.collect_schema():
+            frame = frame.drop(s.PARTITION_DATE)
+        paths.append(path)
+        plans.append(frame.sink_parquet(path, compression="zstd", lazy=True))
+    n = len(plans)
+
+    def failed(why: str, path: Path | None = None) -> OutputError:
+        named = path or next((p for p in paths if _incomplete(p) is not None), paths[0])
+        for written in paths:
+            written.unlink(missing_ok=True)
+        return OutputError(f"cannot write {named}: {why}")
+
     try:
-        frame.sink_parquet(path, compression="zstd")
+        collected = pl.collect_all([*plans, *collect])[n:]
     except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise failed(exc.strerror or str(exc)) from None
     except pl.exceptions.ComputeError as exc:  # polars reports a failed write (full disk) so
         io = _IO_ERROR.search(str(exc))
         if io is None and "thrift: transport error" not in str(exc):
+            for written in paths:
+                written.unlink(missing_ok=True)
             raise  # not the write: `lake.guarded` names the input file
-        path.unlink(missing_ok=True)
-        why = io[1] if io else "the file's footer could not be written (is the disk full?)"
-        raise OutputError(f"cannot write {path}: {why}") from None
-    try:  # polars has been seen to end a write cut short by a full disk without an error
+        raise failed(
+            io[1] if io else "the file's footer could not be written (is the disk full?)"
+        ) from None
+    for path in paths:  # polars has been seen to end a write cut short by a full disk quietly
+        if (why := _incomplete(path)) is not None:
+            raise failed(f"the file was left incomplete ({why}); is the disk full?", path)
+    return paths, collected
+
+
+def _incomplete(path: Path) -> str | None:
+    """Why the file was not written to its end (its footer does not read), or None."""
+    try:
         pq.read_metadata(path)
     except (OSError, pa.ArrowException) as exc:
-        path.unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot write {path}: the file was left incomplete ({exc}); is the disk full?"
-        ) from None
-    return path
+        return str(exc)
+    return None
 
 
 _IO_ERROR = re.compile(r"IO error: ([^\n(]*\(os error \d+\))")
@@ -88,16 +123,22 @@ def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[
     """Stage a build's curated and rejected rows, and its `proxy_coverage` (local to a device,
     so it is exact for any set of whole devices), from the staged curated rows.
 
-    Each frame streams on its own. Collected together they would share one read of the raw
-    files, but polars then holds that shared read whole in memory: measured on the bench day,
-    2 GB more at the peak and 1.3 s slower than three streaming passes, each reading only
-    the columns and row groups it needs."""
+    The curated rows, the rejects and the evidence summary stream in one query, so the raw
+    rows they share are read once: polars' streaming engine feeds one read to all three without
+    holding it (measured on the bench day: the write step took 4.2 s where three passes took
+    6.8 s, and the peak memory did not grow)."""
     tables = targets.tables
-    written = {
-        CURATED_TABLE: [sink(c, tables[CURATED_TABLE], targets, part) for c in frames.curated],
-        REJECTS_TABLE: [sink(frames.rejects, tables[REJECTS_TABLE], targets, part)],
-    }
-    evidence = frames.evidence.collect()  # proxy_coverage reads it twice
+    outputs = [(frames.curated, tables[CURATED_TABLE]), (frames.rejects, tables[REJECTS_TABLE])]
+    (curated, rejects), (evidence, misaligned) = sink_together(
+        outputs, [frames.evidence, frames.misaligned], targets, part
+    )
+    if misaligned.item() != 0:
+        targets.discard()
+        raise RuntimeError(
+            f"internal error: {misaligned.item()} output row(s) were set beside another row's "
+            "decisions; nothing was published"
+        )
+    written = {CURATED_TABLE: [curated], REJECTS_TABLE: [rejects]}
     coverage = aggregates.proxy_coverage(
         pl.scan_parquet(written[CURATED_TABLE]), evidence.lazy(), targets.day
     )

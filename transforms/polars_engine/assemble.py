@@ -269,12 +269,6 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     return Decisions(fates, added)
 
 
-# The curated rows are joined to their decisions in chunks of whole files of about this many
-# output rows: polars holds the wide side of a join whole, so a chunk at a time bounds the
-# memory of the wide pass (measured at 21M events: 6.4 GB in one join, 1.2 GB file by file).
-ROWS_PER_CHUNK = 2_000_000
-
-
 def output_tags(decisions: Decisions) -> pl.DataFrame:
     """The rows of day D that leave the job, by file and row: curated and rejected rows and the
     evidence rows `proxy_coverage` counts (`_ev`), each with its fate and, when curated, the
@@ -322,49 +316,60 @@ def proxy_sockets(raw: pl.LazyFrame, decisions: Decisions) -> pl.DataFrame:
     )
 
 
-def curated_chunks(
-    raw: pl.LazyFrame, tags: pl.DataFrame, parts: Sequence[pl.LazyFrame] | None
-) -> list[tuple[pl.LazyFrame, pl.DataFrame]]:
-    """The curated rows' raw rows and tags in chunks of whole files (`ROWS_PER_CHUNK`).
-    `parts[i]`, when given, holds the rows of file index i alone; without them the rows are
-    one chunk. Which files share a chunk does not matter: each row is joined in its own."""
-    curated = tags.filter(pl.col(FATE) == CURATED)
-    if parts is None or curated.is_empty():
-        return [(raw, curated)]
-    groups: list[list[pl.DataFrame]] = [[]]
-    rows = 0
-    for of_file in curated.partition_by(FILE):
-        if rows >= ROWS_PER_CHUNK:
-            groups.append([])
-            rows = 0
-        groups[-1].append(of_file)
-        rows += of_file.height
-    return [
-        (pl.concat([parts[int(t[FILE][0])] for t in group]), pl.concat(group)) for group in groups
-    ]
+_URL = "_url"  # the added RemoteUrl, apart from the raw one until the raw one is replaced
+_TAG_ROW = "_tag_row"  # the row a tag was made for, to check it sits beside that row
 
 
-def curated_rows(
-    raw: pl.LazyFrame, tags: pl.DataFrame, proxies: pl.DataFrame, window: DayWindow
+def wide_rows(
+    raw: pl.LazyFrame, tags: pl.DataFrame, parts: Sequence[pl.LazyFrame] | None = None
 ) -> pl.LazyFrame:
-    """The full source rows of day D's connections in `raw`, with the link columns added;
-    `tags` are their curated tags (`output_tags`), `proxies` the proxy sockets of target-IP
-    rows (`proxy_sockets`).
+    """Every row of day D that leaves the job (`output_tags`), whole, beside its tags: the one
+    pass over the wide columns that the curated rows, the rejects and the evidence rows share.
+
+    `parts[i]`, when given, holds the rows of file index i alone, in file order: each file's
+    rows are then picked by position and set beside its tags in that order, with no join (a
+    join holds its wide side in memory: measured on the bench day, 1.7 GB more). Without
+    `parts` the rows are joined to their tags. `misaligned` checks that each tag sits beside
+    its own row.
+    """
+    tags = tags.rename({s.REMOTE_URL: _URL}).with_columns(pl.col(ROW).alias(_TAG_ROW))
+    # A raw column named like an added one is replaced by it, as in the published schema.
+    schema = raw.collect_schema()
+    superseded = [c for c in schema if c in s.ADDED_COLUMNS]
+    if parts is None or tags.is_empty():
+        return raw.drop(superseded).join(tags.lazy(), on=[FILE, ROW], how="inner")
+    pieces = []
+    for of_file in tags.sort(FILE, ROW).partition_by(FILE, maintain_order=True):
+        rows = parts[int(of_file[FILE][0])].drop(superseded)
+        rows = rows.filter(pl.col(ROW).is_in(of_file[ROW].implode()))
+        pieces.append(pl.concat([rows, of_file.drop(FILE, ROW).lazy()], how="horizontal"))
+    return pl.concat(pieces)
+
+
+def misaligned(wide: pl.LazyFrame) -> pl.LazyFrame:
+    """How many rows of `wide_rows` sit beside another row's tags: must be none."""
+    return wide.select(pl.col(ROW).ne_missing(pl.col(_TAG_ROW)).sum().alias("misaligned"))
+
+
+def curated_rows(wide: pl.LazyFrame, proxies: pl.DataFrame, window: DayWindow) -> pl.LazyFrame:
+    """The full source rows of day D's connections, with the link columns added; `wide` is
+    `wide_rows`, `proxies` the proxy sockets of target-IP rows (`proxy_sockets`).
 
     The rows are picked before they are coerced, so only the output rows pay for it. A
     target-IP row that stands for a proxied connection shows the target's socket; its proxy is
     the socket of the inspection row that showed it went through the proxy.
     """
-    picked = raw.join(tags.lazy(), on=[FILE, ROW], how="inner")
+    picked = wide.filter(pl.col(FATE) == CURATED)
     source = [c for c in picked.collect_schema() if not c.startswith("_") and c not in _HIVE]
-    source = [c for c in source if c not in s.ADDED_COLUMNS and not c.endswith("_right")]
+    source = [c for c in source if c not in s.ADDED_COLUMNS]
     proxied = pl.col(s.IS_PROXIED)
     ordered = [*source, *s.ADDED_COLUMNS]
     return (
         picked.pipe(coerce)
-        .with_columns(pl.when(pl.col(BAD_NAME)).then(pl.col(s.REMOTE_URL)).alias(s.REMOTE_URL_RAW))
-        .drop(s.REMOTE_URL)
-        .rename({f"{s.REMOTE_URL}_right": s.REMOTE_URL})
+        .with_columns(
+            pl.when(pl.col(BAD_NAME)).then(pl.col(s.REMOTE_URL)).alias(s.REMOTE_URL_RAW),
+            pl.col(_URL).alias(s.REMOTE_URL),
+        )
         .join(proxies.lazy(), on=[FILE, ROW], how="left")
         .with_columns(
             pl.coalesce("_pip", pl.when(proxied).then(pl.col(s.REMOTE_IP))).alias(s.PROXY_IP),
@@ -390,12 +395,10 @@ REJECT_COLUMNS = (
 )
 
 
-def rejected_rows(
-    raw: pl.LazyFrame, tags: pl.DataFrame, files: list[str], window: DayWindow
-) -> pl.LazyFrame:
-    """The rejected rows of day D as they were read, each with its reason and file."""
-    rejected = tags.filter(pl.col(FATE) == REJECTED).select(FILE, ROW, REJECT)
-    schema = raw.collect_schema()
+def rejected_rows(wide: pl.LazyFrame, files: list[str], window: DayWindow) -> pl.LazyFrame:
+    """The rejected rows of day D as they were read, each with its reason and file; `wide` is
+    `wide_rows`."""
+    schema = wide.collect_schema()
     content = [c for c in schema if not c.startswith("_") and c not in s.ADDED_COLUMNS]
     text = {
         c: pl.coalesce(pl.col(raw_name(c)), pl.col(c).cast(pl.String))
@@ -403,33 +406,30 @@ def rejected_rows(
         else pl.col(c).cast(pl.String)
         for c in content
     }
-    return (
-        _of(raw, rejected)
-        .join(rejected.lazy(), on=[FILE, ROW], how="inner")
-        .select(
-            pl.lit(window.day).alias(s.PARTITION_DATE),
-            pl.col(REJECT).cast(pl.String).alias(s.REJECT_REASON),
-            pl.col(FILE)
-            .replace_strict(list(range(len(files))), files, return_dtype=pl.String)
-            .alias(s.SOURCE_FILE),
-            *[text[c].alias(c) for c in (s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID, s.ACTION_TYPE)],
-            pl.struct([e.alias(c) for c, e in text.items()])
-            .struct.json_encode()
-            .alias(s.REJECT_RECORD),
-        )
+    return wide.filter(pl.col(FATE) == REJECTED).select(
+        pl.lit(window.day).alias(s.PARTITION_DATE),
+        pl.col(REJECT).cast(pl.String).alias(s.REJECT_REASON),
+        pl.col(FILE)
+        .replace_strict(list(range(len(files))), files, return_dtype=pl.String)
+        .alias(s.SOURCE_FILE),
+        *[text[c].alias(c) for c in (s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID, s.ACTION_TYPE)],
+        pl.struct([e.alias(c) for c, e in text.items()])
+        .struct.json_encode()
+        .alias(s.REJECT_RECORD),
     )
 
 
-def evidence_summary(raw: pl.LazyFrame, tags: pl.DataFrame) -> pl.LazyFrame:
+def evidence_summary(wide: pl.LazyFrame) -> pl.LazyFrame:
     """Per device, day D's valid evidence rows, folded or not: how many, and the last name the
-    device had on them (`aggregates.EVIDENCE_SUMMARY`), what `proxy_coverage` needs of them.
+    device had on them (`aggregates.EVIDENCE_SUMMARY`), what `proxy_coverage` needs of them;
+    `wide` is `wide_rows`.
 
     A network-protection row that shows the real target and was not folded (`np2` kept as a
     direct connection) is not evidence of a proxied socket.
     """
     name = pl.col(s.DEVICE_NAME)
     name = pl.when(name.str.contains(r"^\s*$")).then(None).otherwise(name).alias(s.DEVICE_NAME)
-    rows = _of(raw, tags.filter(pl.col(_EV))).select(s.DEVICE_ID, name, s.TIMESTAMP)
+    rows = wide.filter(pl.col(_EV)).select(s.DEVICE_ID, name, s.TIMESTAMP)
     return aggregates.device_names(rows, EVIDENCE_EVENTS)
 
 

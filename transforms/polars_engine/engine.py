@@ -23,16 +23,17 @@ def build_day(
     """Build day D from the raw rows of its context window; `files[i]` names file index i.
 
     Reads each row's content twice: once narrow to link, once wide for the rows that leave the
-    job (curated, rejected, evidence). Linking needs a dozen columns of every row in the context
-    window; the wide passes need only day D's output rows, and stream. Keeping the wide columns
-    out of the link step keeps memory flat.
+    job (curated, rejected, evidence), in one pass that the three share. Linking needs a dozen
+    columns of every row in the context window; the wide pass needs only day D's output rows,
+    and streams. Keeping the wide columns out of the link step keeps memory flat.
 
     `raw` may hold any set of whole devices (every row of each device it has): linking,
     dedupe and every count are local to a device, so the summaries of device-disjoint parts
     add up to the summary of the whole (`DaySummary.merge`).
 
-    `parts[i]`, when given, holds the rows of file index i of `raw` alone: the curated rows are
-    then joined to their decisions a few files at a time, which bounds the wide pass's memory.
+    `parts[i]`, when given, holds the rows of file index i of `raw` alone, in file order: the
+    wide pass then sets each file's output rows beside their decisions by position, without a
+    join (`assemble.wide_rows`).
     """
     typed = normalise.normalise(raw, params)
     with steps("classify"):
@@ -46,14 +47,16 @@ def build_day(
         result = link.link_by_device(valid, events.height, window, params)
     with steps("decide"):
         decisions = assemble.decide(events, result, window)
-    # The rows that leave the job: streaming passes, each of the columns and rows it needs.
+    # The rows that leave the job, in one streaming pass over the wide columns they need.
     tags = assemble.output_tags(decisions)
     proxies = assemble.proxy_sockets(raw, decisions)
-    chunks = assemble.curated_chunks(raw, tags, parts)
+    wide = assemble.wide_rows(raw, tags, parts)
+    del tags
     frames = DayFrames(
-        curated=tuple(assemble.curated_rows(c, t, proxies, window) for c, t in chunks),
-        rejects=assemble.rejected_rows(raw, tags, list(files), window),
-        evidence=assemble.evidence_summary(raw, tags),
+        curated=assemble.curated_rows(wide, proxies, window),
+        rejects=assemble.rejected_rows(wide, list(files), window),
+        evidence=assemble.evidence_summary(wide),
+        misaligned=assemble.misaligned(wide),
     )
     with steps("count"):
         summary = DaySummary(
