@@ -151,12 +151,17 @@ def _comparable(name: str, dtype: pl.DataType) -> pl.Expr:
 @dataclass(frozen=True)
 class Decisions:
     """What became of day D's rows: `fates` holds one narrow row per row of the day (its fate,
-    reject reason, role, device), `added` the columns the curated rows gain, for those rows
-    only. Kept apart, the link columns cost nothing on the millions of rows that are folded,
-    rejected or not connections."""
+    reject reason, role, device), `outputs` the rows that leave the job (curated and rejected
+    rows, and the evidence rows `proxy_coverage` counts, `_ev`) with the columns the curated
+    rows gain, which mean something on curated rows only. Kept apart, the link columns cost
+    nothing on the millions of rows that are folded or not connections."""
 
     fates: pl.DataFrame
-    added: pl.DataFrame
+    outputs: pl.DataFrame
+
+    @property
+    def curated(self) -> pl.DataFrame:
+        return self.outputs.filter(pl.col(FATE) == CURATED)
 
 
 _FATE_COLUMNS = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, "_ambiguous"]
@@ -228,61 +233,63 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     )
     proxied = is_leg | evidence_only
     plan = plan.with_columns(fate.alias(FATE), pl.col("_amb").fill_null(False).alias("_ambiguous"))
-    fates = plan.select(_FATE_COLUMNS).collect()
-    added = (
-        plan.filter(pl.col(FATE) == CURATED)
-        .select(
-            FILE,
-            ROW,
-            ROLE,
-            DEV,
-            "_ambiguous",
-            pl.when(is_leg).then(pl.col("domain")).otherwise(pl.col(DOMAIN)).alias(s.REMOTE_URL),
-            proxied.alias(s.IS_PROXIED),
-            pl.when(is_leg)
-            .then(pl.col("target_port"))
-            .when(direct | via_proxy)
-            .then(pl.col(TARGET_PORT))
-            .cast(pl.Int32)
-            .alias(s.TARGET_PORT),
-            method.cast(_METHOD_TYPE).alias(s.LINK_METHOD),
-            pl.when(is_leg & linked).then(delta_ms).cast(pl.Int64).alias(s.LINK_DELTA_MS),
-            pl.when(is_leg & linked)
-            .then(pl.col("source"))
-            .when(evidence_only)
-            .then(pl.lit(s.CONNECTION_SUCCESS))
-            .cast(_SOURCE_TYPE)
-            .alias(s.EVIDENCE_SOURCE),
-            pl.when(is_leg & linked)
-            .then(pl.col("ev_rid"))
-            .when(evidence_only)
-            .then(pl.col(s.REPORT_ID))
-            .cast(pl.Int64)
-            .alias(s.EVIDENCE_REPORT_ID),
-            pl.when(is_leg).then(pl.col(REQ_HOSTS)).cast(pl.Int32).alias(s.REQUEST_HOSTS),
-            BAD_NAME,
-            _PROXY_FILE,
-            _PROXY_ROW,
-        )
-        .collect()
+    fate = pl.col(FATE)
+    counted = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
+    counted |= (role == NP2) & (fate == FOLDED)  # evidence rows proxy_coverage counts
+    plan = plan.with_columns(counted.alias(_EV))
+    # One query for both: they share the joins above.
+    fates, outputs = pl.collect_all(
+        [
+            plan.select(_FATE_COLUMNS),
+            plan.filter(fate.is_in([CURATED, REJECTED]) | pl.col(_EV)).select(
+                FILE,
+                ROW,
+                FATE,
+                REJECT,
+                _EV,
+                ROLE,
+                DEV,
+                "_ambiguous",
+                pl.when(is_leg)
+                .then(pl.col("domain"))
+                .otherwise(pl.col(DOMAIN))
+                .alias(s.REMOTE_URL),
+                proxied.alias(s.IS_PROXIED),
+                pl.when(is_leg)
+                .then(pl.col("target_port"))
+                .when(direct | via_proxy)
+                .then(pl.col(TARGET_PORT))
+                .cast(pl.Int32)
+                .alias(s.TARGET_PORT),
+                method.cast(_METHOD_TYPE).alias(s.LINK_METHOD),
+                pl.when(is_leg & linked).then(delta_ms).cast(pl.Int64).alias(s.LINK_DELTA_MS),
+                pl.when(is_leg & linked)
+                .then(pl.col("source"))
+                .when(evidence_only)
+                .then(pl.lit(s.CONNECTION_SUCCESS))
+                .cast(_SOURCE_TYPE)
+                .alias(s.EVIDENCE_SOURCE),
+                pl.when(is_leg & linked)
+                .then(pl.col("ev_rid"))
+                .when(evidence_only)
+                .then(pl.col(s.REPORT_ID))
+                .cast(pl.Int64)
+                .alias(s.EVIDENCE_REPORT_ID),
+                pl.when(is_leg).then(pl.col(REQ_HOSTS)).cast(pl.Int32).alias(s.REQUEST_HOSTS),
+                BAD_NAME,
+                _PROXY_FILE,
+                _PROXY_ROW,
+            ),
+        ]
     )
-    return Decisions(fates, added)
+    return Decisions(fates, outputs)
 
 
 def output_tags(decisions: Decisions) -> pl.DataFrame:
     """The rows of day D that leave the job, by file and row: curated and rejected rows and the
     evidence rows `proxy_coverage` counts (`_ev`), each with its fate and, when curated, the
     added columns."""
-    role, fate = pl.col(ROLE), pl.col(FATE)
-    evidence = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
-    evidence |= (role == NP2) & (fate == FOLDED)
-    added = decisions.added.drop(ROLE, DEV, "_ambiguous", _PROXY_FILE, _PROXY_ROW)
-    return (
-        decisions.fates.with_columns(evidence.alias(_EV))
-        .filter(fate.is_in([CURATED, REJECTED]) | pl.col(_EV))
-        .select(FILE, ROW, FATE, REJECT, _EV)
-        .join(added, on=[FILE, ROW], how="left")
-    )
+    return decisions.outputs.drop(ROLE, DEV, "_ambiguous", _PROXY_FILE, _PROXY_ROW)
 
 
 def _of(raw: pl.LazyFrame, rows: pl.DataFrame) -> pl.LazyFrame:
@@ -297,7 +304,7 @@ def proxy_sockets(raw: pl.LazyFrame, decisions: Decisions) -> pl.DataFrame:
     """The proxy of each curated target-IP row that stands for a proxied connection: the
     socket of the inspection row that showed it went through the proxy. That row may lie
     outside day D, in the context hours past midnight."""
-    via = decisions.added.filter(pl.col(_PROXY_ROW).is_not_null()).select(
+    via = decisions.curated.filter(pl.col(_PROXY_ROW).is_not_null()).select(
         FILE, ROW, _PROXY_FILE, _PROXY_ROW
     )
     sources = via.select(pl.col(_PROXY_FILE).alias(FILE), pl.col(_PROXY_ROW).alias(ROW))
@@ -435,7 +442,7 @@ def evidence_summary(wide: pl.LazyFrame) -> pl.LazyFrame:
 
 def fate_counts(decisions: Decisions) -> dict[str, int]:
     """Counts per fate, curated rows per link method and rejects per reason."""
-    fates, added = decisions.fates, decisions.added
+    fates, added = decisions.fates, decisions.curated
     method = pl.col(s.LINK_METHOD)
     counts: dict[str, int] = {f: 0 for f in FATES}
     for fate, n in fates.group_by(pl.col(FATE).cast(pl.String)).len().iter_rows():
@@ -469,7 +476,7 @@ def link_counts(decisions: Decisions) -> dict[str, int]:
     )
     protected = ok.filter(evidence_roles).select(DEV).unique()
     # Every leg is curated: its link columns are among the added ones.
-    legs = decisions.added.lazy().filter(pl.col(ROLE) == LEG)
+    legs = decisions.curated.lazy().filter(pl.col(ROLE) == LEG)
     legs = legs.select(
         DEV, pl.col(s.LINK_METHOD).is_in([s.METHOD_SOCKET, s.METHOD_PROCESS]).alias("_linked")
     )
