@@ -124,6 +124,7 @@ class PolarsRunner:
                 )
             with timer.step("write"):
                 staged = lake.guarded(scan.files, lambda: stage.stage_rows(frames, day.targets))
+                del frames  # and with them the decisions of the output rows
             with timer.step("aggregate"):
                 curated = pl.scan_parquet(staged[CURATED_TABLE])
                 partials = aggregates.domain_partials(curated)

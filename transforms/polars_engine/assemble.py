@@ -346,8 +346,11 @@ def wide_rows(
     if parts is None or tags.is_empty():
         return raw.drop(superseded).join(tags.lazy(), on=[FILE, ROW], how="inner")
     pieces = []
-    for of_file in tags.sort(FILE, ROW).partition_by(FILE, maintain_order=True):
-        rows = parts[int(of_file[FILE][0])].drop(superseded)
+    by_file = tags.partition_by(FILE, as_dict=True)
+    del tags  # the parts are copies: the whole is let go once the caller lets go of it too
+    for (index,), of_file in sorted(by_file.items()):
+        of_file = of_file.sort(ROW)
+        rows = parts[int(index)].drop(superseded)
         rows = rows.filter(pl.col(ROW).is_in(of_file[ROW].implode()))
         pieces.append(pl.concat([rows, of_file.drop(FILE, ROW).lazy()], how="horizontal"))
     return pl.concat(pieces)

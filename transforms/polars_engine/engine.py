@@ -42,14 +42,27 @@ def build_day(
     with steps("dedupe"):
         events = assemble.dedupe(narrow, raw)
         del narrow
-    valid = events.lazy().filter(pl.col(assemble.FATE) == OK)
     with steps("link"):
+        valid = events.lazy().filter(pl.col(assemble.FATE) == OK)
         result = link.link_by_device(valid, events.height, window, params)
+        del valid
     with steps("decide"):
         decisions = assemble.decide(events, result, window)
+        del result
+    with steps("count"):
+        summary = DaySummary(
+            fates=assemble.fate_counts(decisions),
+            reject_reasons=assemble.reject_reasons(decisions),
+            link_counts=assemble.link_counts(decisions),
+            input_counts=assemble.input_counts(events, window),
+        )
+    # Each frame is let go as soon as it is used, so that the narrow rows of the whole window
+    # are not held through the wide pass.
+    del events
     # The rows that leave the job, in one streaming pass over the wide columns they need.
-    tags = assemble.output_tags(decisions)
     proxies = assemble.proxy_sockets(raw, decisions)
+    tags = assemble.output_tags(decisions)
+    del decisions
     wide = assemble.wide_rows(raw, tags, parts)
     del tags
     frames = DayFrames(
@@ -58,11 +71,4 @@ def build_day(
         evidence=assemble.evidence_summary(wide),
         misaligned=assemble.misaligned(wide),
     )
-    with steps("count"):
-        summary = DaySummary(
-            fates=assemble.fate_counts(decisions),
-            reject_reasons=assemble.reject_reasons(decisions),
-            link_counts=assemble.link_counts(decisions),
-            input_counts=assemble.input_counts(events, window),
-        )
     return frames, summary
