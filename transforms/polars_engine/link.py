@@ -208,6 +208,10 @@ def resolve(
     which leg it is not. When no row is clear, legs that share rows are linked only where it
     cannot matter which leg takes which row (`_interchangeable`).
     """
+    # Sorted by leg, the windows over legs below take polars' path for sorted groups: on the
+    # bench day resolve took 0.56 s instead of 1.04 s, the sort 0.15 s. No rule depends on the
+    # order of the pairs (every choice breaks its ties by ids).
+    pairs = pairs.sort(LEG_ID)
     # A leg whose candidates are its alone, one of each kind and naming one domain, would be
     # given exactly those in the first round: take them without the sorting.
     alone = (pl.len().over(EV_ID) == 1) & (pl.len().over([LEG_ID, KIND]) == 1)
