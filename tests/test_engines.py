@@ -359,15 +359,19 @@ def test_a_sample_lake_publishes_the_same_tables(spark: object, tmp_path: Path) 
     assert domains["TopProcesses"].list.len().max() == 5
 
 
+@pytest.mark.parametrize("rows_per_chunk", [1, 700])
 def test_output_rows_set_beside_their_decisions_by_position_equal_one_join(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int
 ) -> None:
-    """The polars runner sets each file's output rows beside their decisions by position, file
-    by file, instead of joining the whole window; the rows, the rejects and the evidence must
-    be those of one join over the whole window, and no row may sit beside another's tags."""
+    """The polars runner sets each file's output rows beside their decisions by position, a
+    few files at a time, instead of joining the whole window; the rows, the rejects and the
+    evidence must be those of one join over the whole window, and no row may sit beside
+    another's tags."""
     from proxylink.jobs.nightly.lake import scan_lake
     from proxylink.jobs.nightly.plan import plan_files
+    from proxylink.transforms.aggregates import EVIDENCE_EVENTS
     from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
+    from proxylink.transforms.polars_engine import aggregates, assemble
     from proxylink.transforms.polars_engine.engine import build_day
 
     lake = write_sample(tmp_path / "lake", SampleSpec(devices=30, start=DAY, days=1, seed=9))
@@ -376,16 +380,24 @@ def test_output_rows_set_beside_their_decisions_by_position_equal_one_join(
     scan = scan_lake(plan_files(lake.root, window, params), "fail")
     assert len(scan.parts) == len(scan.files) > 20
 
-    def collected(parts: list[pl.LazyFrame] | None) -> list[pl.DataFrame]:
+    def collected(parts: list[pl.LazyFrame] | None) -> tuple[int, list[pl.DataFrame]]:
         frames, _ = build_day(scan.frame, window, params, scan.names, parts=parts)
-        assert frames.misaligned.collect().item() == 0
-        tables = [frames.curated.collect(), frames.rejects.collect(), frames.evidence.collect()]
+        chunks = frames.chunks
+        assert [c.misaligned.collect().item() for c in chunks] == [0] * len(chunks)
+        evidence = [c.evidence.collect() for c in chunks]
+        tables = [
+            pl.concat([c.curated.collect() for c in chunks]),
+            pl.concat([c.rejects.collect() for c in chunks]),
+            aggregates.merge_device_names(evidence, EVIDENCE_EVENTS),
+        ]
         keys = [[s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID], [s.SOURCE_FILE, s.REJECT_RECORD]]
         keys.append([s.DEVICE_ID])
-        return [t.sort(k) for t, k in zip(tables, keys, strict=True)]
+        return len(chunks), [t.sort(k) for t, k in zip(tables, keys, strict=True)]
 
-    whole = collected(None)
-    chunked = collected(scan.parts)
+    one, whole = collected(None)
+    monkeypatch.setattr(assemble, "ROWS_PER_CHUNK", rows_per_chunk)
+    chunks, chunked = collected(scan.parts)
+    assert one == 1 and chunks > 1
     assert whole[0].height > 1_000 and whole[1].height > 0 and whole[2].height > 0
     for expected, got in zip(whole, chunked, strict=True):
         assert got.equals(expected), _diff(expected, got, got.columns[:3])
@@ -406,7 +418,7 @@ def test_output_rows_out_of_file_order_are_caught_not_published(tmp_path: Path) 
     scan = scan_lake(plan_files(lake.root, window, params), "fail")
     shuffled = [p.reverse() if i == 3 else p for i, p in enumerate(scan.parts)]
     frames, _ = build_day(scan.frame, window, params, scan.names, parts=shuffled)
-    assert frames.misaligned.collect().item() > 0
+    assert sum(c.misaligned.collect().item() for c in frames.chunks) > 0
     tables = {t: tmp_path / "out" / t for t in ("connection_success", "rejects", "proxy_coverage")}
     targets = StageTargets(tables, DAY, "run1")
     with pytest.raises(RuntimeError, match="beside another row's decisions"):

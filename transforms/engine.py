@@ -65,18 +65,27 @@ class EngineUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class DayFrames:
-    """The rows a build produced, still lazy: the job streams them into their files together,
-    in one pass over the raw rows."""
+class OutputFrames:
+    """The output rows of some whole files of a build, still lazy: the job streams them into
+    their files together, in one pass over those files' raw rows."""
 
     curated: pl.LazyFrame
     rejects: pl.LazyFrame
-    # Per device, the day's evidence rows that are not rejected or duplicates, folded or not:
-    # how many (what `proxy_coverage` counts as its evidence) and its last name on them.
+    # Per device, the evidence rows that are not rejected or duplicates, folded or not: how
+    # many (what `proxy_coverage` counts as its evidence) and its last name on them. The
+    # summaries of several chunks merge (`aggregates.merge_device_names`).
     evidence: pl.LazyFrame
     # One row, one count: output rows that were set beside another row's decisions. The three
     # frames above share one read of the raw rows; a count above zero is a bug, never published.
     misaligned: pl.LazyFrame
+
+
+@dataclass(frozen=True)
+class DayFrames:
+    """The rows a build produced, in chunks of whole files: one chunk at a time bounds the
+    memory of the wide pass, whatever the size of the day."""
+
+    chunks: tuple[OutputFrames, ...]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -123,7 +124,7 @@ class PolarsRunner:
                     ),
                 )
             with timer.step("write"):
-                staged = lake.guarded(scan.files, lambda: stage.stage_rows(frames, day.targets))
+                staged = lake.guarded(scan.files, partial(stage.stage_rows, frames, day.targets))
                 del frames  # and with them the decisions of the output rows
             with timer.step("aggregate"):
                 curated = pl.scan_parquet(staged[CURATED_TABLE])

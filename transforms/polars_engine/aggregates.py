@@ -156,6 +156,21 @@ def device_names(rows: pl.LazyFrame, count: str) -> pl.LazyFrame:
     return rows.group_by(s.DEVICE_ID).agg(pl.len().cast(pl.Int64).alias(count), *_last_name())
 
 
+def merge_device_names(parts: list[pl.DataFrame], count: str) -> pl.DataFrame:
+    """The `device_names` summary of the union of the rows that `parts` summarise."""
+    if len(parts) == 1:
+        return parts[0]
+    return (
+        pl.concat(parts)
+        .group_by(s.DEVICE_ID)
+        .agg(
+            pl.col(count).sum(),
+            pl.col(NAMED_AT).max(),
+            pl.col(s.DEVICE_NAME).sort_by([NAMED_AT, s.DEVICE_NAME]).drop_nulls().last(),
+        )
+    )
+
+
 def _last_name() -> list[pl.Expr]:
     """Per group: the name it had last (ties by the name itself), and when (`NAMED_AT`)."""
     named = pl.col(s.DEVICE_NAME).is_not_null()

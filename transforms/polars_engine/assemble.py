@@ -181,20 +181,31 @@ _SOURCE_TYPE = pl.Enum([s.CONNECTION_SUCCESS, s.HTTP_INSPECTED, s.SSL_INSPECTED]
 def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decisions:
     """Each narrow row of day D: its fate and, for curated rows, the added columns.
 
-    The rows stream through the plan twice (once for the fates, once for the curated rows'
-    columns) instead of one eager frame holding every link column for every row."""
+    One lazy query gives both (the fates and the output rows' columns): the day's rows stream
+    through its joins instead of eager copies of them, which held more than the narrow frame
+    itself (measured on the 3x bench day)."""
     needed = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN, s.REPORT_ID, TARGET_PORT, BAD_NAME]
-    day = events.select(*needed, HOME_DAY).filter(pl.col(HOME_DAY) == window.day)
-    links = result.links.rename({LEG_ID: ID})
-    used = result.used_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
-    ambiguous = result.ambiguous.rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
-    shared = result.ambiguous_evidence.rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
+    day = events.lazy().select(*needed, HOME_DAY).filter(pl.col(HOME_DAY) == window.day)
+    links = result.links.lazy().rename({LEG_ID: ID})
+    used = result.used_evidence.lazy().rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
+    ambiguous = (
+        result.ambiguous.lazy().rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
+    )
+    shared = (
+        result.ambiguous_evidence.lazy()
+        .rename({EV_ID: ID})
+        .with_columns(pl.lit(True).alias("_amb"))
+    )
     # A target-IP row of a proxied socket whose leg is missing: the proxy row's place.
     proxy_row = pl.col("proxy_ev")
-    targets = result.proxied_targets.rename({EV_ID: ID}).select(
-        ID,
-        (proxy_row // (1 << 32)).cast(pl.UInt32).alias(_PROXY_FILE),
-        (proxy_row % (1 << 32)).cast(pl.UInt32).alias(_PROXY_ROW),
+    targets = (
+        result.proxied_targets.lazy()
+        .rename({EV_ID: ID})
+        .select(
+            ID,
+            (proxy_row // (1 << 32)).cast(pl.UInt32).alias(_PROXY_FILE),
+            (proxy_row % (1 << 32)).cast(pl.UInt32).alias(_PROXY_ROW),
+        )
     )
     # Join each result only to the rows it can concern: links to legs, use to evidence.
     is_leg = pl.col(ROLE) == LEG
@@ -203,7 +214,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     evidence = day.filter(is_ev).join(used, on=ID, how="left").join(shared, on=ID, how="left")
     evidence = evidence.join(targets, on=ID, how="left")
     rest = day.filter(~is_leg & ~is_ev)
-    plan = pl.concat([legs.lazy(), evidence.lazy(), rest.lazy()], how="diagonal")
+    plan = pl.concat([legs, evidence, rest], how="diagonal")
     role = pl.col(ROLE)
     ok = pl.col(FATE) == OK
     used_ev = pl.col("_used").fill_null(False)
@@ -336,33 +347,44 @@ _URL = "_url"  # the added RemoteUrl, apart from the raw one until the raw one i
 _TAG_ROW = "_tag_row"  # the row a tag was made for, to check it sits beside that row
 
 
+# The output rows are read in chunks of whole files of about this many rows: polars' streaming
+# engine holds more of a query's input the more consumers share it, so a chunk at a time bounds
+# the memory of the wide pass (measured on the 3x bench day: 9.2 GB in one query).
+ROWS_PER_CHUNK = 2_000_000
+
+
 def wide_rows(
     raw: pl.LazyFrame, tags: pl.DataFrame, parts: Sequence[pl.LazyFrame] | None = None
-) -> pl.LazyFrame:
-    """Every row of day D that leaves the job (`output_tags`), whole, beside its tags: the one
-    pass over the wide columns that the curated rows, the rejects and the evidence rows share.
+) -> list[pl.LazyFrame]:
+    """Every row of day D that leaves the job (`output_tags`), whole, beside its tags, in
+    chunks of whole files of about `ROWS_PER_CHUNK` rows: the one pass over the wide columns
+    that the curated rows, the rejects and the evidence rows share.
 
     `parts[i]`, when given, holds the rows of file index i alone, in file order: each file's
     rows are then picked by position and set beside its tags in that order, with no join (a
-    join holds its wide side in memory: measured on the bench day, 1.7 GB more). Without
-    `parts` the rows are joined to their tags. `misaligned` checks that each tag sits beside
-    its own row.
+    join holds its wide side in memory). Without `parts` the rows are joined to their tags, in
+    one chunk. `misaligned` checks that each tag sits beside its own row.
     """
     tags = tags.rename({s.REMOTE_URL: _URL}).with_columns(pl.col(ROW).alias(_TAG_ROW))
     # A raw column named like an added one is replaced by it, as in the published schema.
     schema = raw.collect_schema()
     superseded = [c for c in schema if c in s.ADDED_COLUMNS]
     if parts is None or tags.is_empty():
-        return raw.drop(superseded).join(tags.lazy(), on=[FILE, ROW], how="inner")
-    pieces = []
+        return [raw.drop(superseded).join(tags.lazy(), on=[FILE, ROW], how="inner")]
+    chunks: list[list[pl.LazyFrame]] = [[]]
+    rows = 0
     by_file = tags.partition_by(FILE, as_dict=True)
     del tags  # the parts are copies: the whole is let go once the caller lets go of it too
     for (index,), of_file in sorted(by_file.items()):
+        if rows >= ROWS_PER_CHUNK:
+            chunks.append([])
+            rows = 0
         of_file = of_file.sort(ROW)
-        rows = parts[int(index)].drop(superseded)
-        rows = rows.filter(pl.col(ROW).is_in(of_file[ROW].implode()))
-        pieces.append(pl.concat([rows, of_file.drop(FILE, ROW).lazy()], how="horizontal"))
-    return pl.concat(pieces)
+        picked = parts[int(index)].drop(superseded)
+        picked = picked.filter(pl.col(ROW).is_in(of_file[ROW].implode()))
+        chunks[-1].append(pl.concat([picked, of_file.drop(FILE, ROW).lazy()], how="horizontal"))
+        rows += of_file.height
+    return [pl.concat(chunk) for chunk in chunks]
 
 
 def misaligned(wide: pl.LazyFrame) -> pl.LazyFrame:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from proxylink.transforms.engine import DayFrames, DaySummary, Steps, no_steps
+from proxylink.transforms.engine import DayFrames, DaySummary, OutputFrames, Steps, no_steps
 from proxylink.transforms.params import DayWindow, LinkParams
 from proxylink.transforms.polars_engine import assemble, classify, link, normalise
 from proxylink.transforms.rules import OK
@@ -33,7 +33,7 @@ def build_day(
 
     `parts[i]`, when given, holds the rows of file index i of `raw` alone, in file order: the
     wide pass then sets each file's output rows beside their decisions by position, without a
-    join (`assemble.wide_rows`).
+    join, a few files at a time (`assemble.wide_rows`).
     """
     typed = normalise.normalise(raw, params)
     with steps("classify"):
@@ -63,12 +63,17 @@ def build_day(
     proxies = assemble.proxy_sockets(raw, decisions)
     tags = assemble.output_tags(decisions)
     del decisions
-    wide = assemble.wide_rows(raw, tags, parts)
+    chunks = assemble.wide_rows(raw, tags, parts)
     del tags
     frames = DayFrames(
-        curated=assemble.curated_rows(wide, proxies, window),
-        rejects=assemble.rejected_rows(wide, list(files), window),
-        evidence=assemble.evidence_summary(wide),
-        misaligned=assemble.misaligned(wide),
+        tuple(
+            OutputFrames(
+                curated=assemble.curated_rows(wide, proxies, window),
+                rejects=assemble.rejected_rows(wide, list(files), window),
+                evidence=assemble.evidence_summary(wide),
+                misaligned=assemble.misaligned(wide),
+            )
+            for wide in chunks
+        )
     )
     return frames, summary
