@@ -178,14 +178,20 @@ _METHOD_TYPE = pl.Enum(list(s.LINK_METHODS))
 _SOURCE_TYPE = pl.Enum([s.CONNECTION_SUCCESS, s.HTTP_INSPECTED, s.SSL_INSPECTED])
 
 
+# What `decide` reads of the narrow rows: the link's own columns can be let go before it.
+DECIDE_COLUMNS = (
+    *(FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN),
+    *(s.REPORT_ID, TARGET_PORT, BAD_NAME, HOME_DAY),
+)
+
+
 def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decisions:
     """Each narrow row of day D: its fate and, for curated rows, the added columns.
 
     One lazy query gives both (the fates and the output rows' columns): the day's rows stream
     through its joins instead of eager copies of them, which held more than the narrow frame
     itself (measured on the 3x bench day)."""
-    needed = [FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN, s.REPORT_ID, TARGET_PORT, BAD_NAME]
-    day = events.lazy().select(*needed, HOME_DAY).filter(pl.col(HOME_DAY) == window.day)
+    day = events.lazy().select(DECIDE_COLUMNS).filter(pl.col(HOME_DAY) == window.day)
     links = result.links.lazy().rename({LEG_ID: ID})
     used = result.used_evidence.lazy().rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
     ambiguous = (

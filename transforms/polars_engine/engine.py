@@ -46,19 +46,21 @@ def build_day(
         valid = events.lazy().filter(pl.col(assemble.FATE) == OK)
         result = link.link_by_device(valid, events.height, window, params)
         del valid
+    # Each frame is let go as soon as it is used: the narrow rows keep only what decide reads,
+    # and none of them is held through the wide pass.
+    with steps("count"):
+        input_counts = assemble.input_counts(events, window)
+    events = events.select(assemble.DECIDE_COLUMNS)
     with steps("decide"):
         decisions = assemble.decide(events, result, window)
-        del result
+        del result, events
     with steps("count"):
         summary = DaySummary(
             fates=assemble.fate_counts(decisions),
             reject_reasons=assemble.reject_reasons(decisions),
             link_counts=assemble.link_counts(decisions),
-            input_counts=assemble.input_counts(events, window),
+            input_counts=input_counts,
         )
-    # Each frame is let go as soon as it is used, so that the narrow rows of the whole window
-    # are not held through the wide pass.
-    del events
     # The rows that leave the job, in one streaming pass over the wide columns they need.
     proxies = assemble.proxy_sockets(raw, decisions)
     tags = assemble.output_tags(decisions)
