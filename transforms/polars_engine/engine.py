@@ -38,7 +38,10 @@ def build_day(
     typed = normalise.normalise(raw, params)
     with steps("classify"):
         # One chunk: every later eager step would otherwise copy the frame to align chunks.
-        narrow = classify.classify(typed, params).collect().rechunk()
+        # Column by column, so that the copy never holds more than one column twice.
+        collected = classify.classify(typed, params).collect()
+        narrow = pl.DataFrame([collected.drop_in_place(c).rechunk() for c in collected.columns])
+        del collected
     with steps("dedupe"):
         events = assemble.dedupe(narrow, raw)
         del narrow
