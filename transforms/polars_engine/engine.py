@@ -64,7 +64,8 @@ def build_day(
             link_counts=assemble.link_counts(decisions),
             input_counts=input_counts,
         )
-    # The rows that leave the job, in one streaming pass over the wide columns they need.
+    # The rows that leave the job, in one streaming pass over the wide columns they need, a
+    # few whole files at a time.
     proxies = assemble.proxy_sockets(raw, decisions)
     tags = assemble.output_tags(decisions)
     del decisions
