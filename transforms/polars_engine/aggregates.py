@@ -163,21 +163,19 @@ def merge_device_names(parts: list[pl.DataFrame], count: str) -> pl.DataFrame:
     return (
         pl.concat(parts)
         .group_by(s.DEVICE_ID)
-        .agg(
-            pl.col(count).sum(),
-            pl.col(NAMED_AT).max(),
-            pl.col(s.DEVICE_NAME).sort_by([NAMED_AT, s.DEVICE_NAME]).drop_nulls().last(),
-        )
+        .agg(pl.col(count).sum(), pl.col(NAMED_AT).max(), _latest_name(NAMED_AT))
     )
+
+
+def _latest_name(at: str) -> pl.Expr:
+    """Per group: the last name by the time in `at` (ties by the name itself)."""
+    return pl.col(s.DEVICE_NAME).sort_by([at, s.DEVICE_NAME]).drop_nulls().last()
 
 
 def _last_name() -> list[pl.Expr]:
     """Per group: the name it had last (ties by the name itself), and when (`NAMED_AT`)."""
     named = pl.col(s.DEVICE_NAME).is_not_null()
-    return [
-        pl.col(s.TIMESTAMP).filter(named).max().alias(NAMED_AT),
-        pl.col(s.DEVICE_NAME).sort_by([s.TIMESTAMP, s.DEVICE_NAME]).drop_nulls().last(),
-    ]
+    return [pl.col(s.TIMESTAMP).filter(named).max().alias(NAMED_AT), _latest_name(s.TIMESTAMP)]
 
 
 def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> pl.LazyFrame:
@@ -201,9 +199,7 @@ def proxy_coverage(curated: pl.LazyFrame, evidence: pl.LazyFrame, day: date) -> 
     )
     names = [s.DEVICE_ID, s.DEVICE_NAME, NAMED_AT]
     both = pl.concat([counts.select(names), evidence.select(names)])
-    last_name = both.group_by(s.DEVICE_ID).agg(
-        pl.col(s.DEVICE_NAME).sort_by([NAMED_AT, s.DEVICE_NAME]).drop_nulls().last()
-    )
+    last_name = both.group_by(s.DEVICE_ID).agg(_latest_name(NAMED_AT))
     per_device = (
         counts.drop(s.DEVICE_NAME, NAMED_AT)
         .join(
