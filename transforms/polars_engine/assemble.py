@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import polars as pl
 
@@ -168,8 +169,9 @@ class Decisions:
     fates: pl.DataFrame
     outputs: pl.DataFrame
 
-    @property
+    @cached_property
     def curated(self) -> pl.DataFrame:
+        """The curated rows of `outputs`: filtered once for the counts and the proxy lookup."""
         return self.outputs.filter(pl.col(FATE) == CURATED)
 
 
@@ -416,8 +418,6 @@ def curated_rows(wide: pl.LazyFrame, proxies: pl.DataFrame, window: DayWindow) -
     ids = proxies.select(_row_id().alias(ID))[ID]
 
     def looked_up(column: str, dtype: pl.DataType) -> pl.Expr:
-        if proxies.is_empty():
-            return pl.lit(None, dtype)
         return _row_id().replace_strict(ids, proxies[column], default=None, return_dtype=dtype)
 
     return (
