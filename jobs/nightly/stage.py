@@ -86,10 +86,13 @@ def sink_together(
         plans.append(frame.sink_parquet(path, compression="zstd", lazy=True))
     n = len(plans)
 
-    def failed(why: str, path: Path | None = None) -> OutputError:
-        named = path or next((p for p in paths if _incomplete(p) is not None), paths[0])
+    def remove() -> None:
         for written in paths:
             written.unlink(missing_ok=True)
+
+    def failed(why: str, path: Path | None = None) -> OutputError:
+        named = path or next((p for p in paths if _incomplete(p) is not None), paths[0])
+        remove()
         return OutputError(f"cannot write {named}: {why}")
 
     try:
@@ -99,8 +102,7 @@ def sink_together(
     except pl.exceptions.ComputeError as exc:  # polars reports a failed write (full disk) so
         io = _IO_ERROR.search(str(exc))
         if io is None and "thrift: transport error" not in str(exc):
-            for written in paths:
-                written.unlink(missing_ok=True)
+            remove()
             raise  # not the write: `lake.guarded` names the input file
         raise failed(
             io[1] if io else "the file's footer could not be written (is the disk full?)"

@@ -231,7 +231,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
         return pl.lit(fate, FATE_TYPE)
 
     via_proxy = pl.col(_PROXY_ROW).is_not_null()
-    fate = (
+    fate_of = (
         pl.when(~ok)
         .then(pl.col(FATE))
         .when(role.is_in([LEG, DIRECT]) | via_proxy)
@@ -260,7 +260,9 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
         .then(pl.lit(s.METHOD_DIRECT))
     )
     proxied = is_leg | evidence_only
-    plan = plan.with_columns(fate.alias(FATE), pl.col("_amb").fill_null(False).alias("_ambiguous"))
+    plan = plan.with_columns(
+        fate_of.alias(FATE), pl.col("_amb").fill_null(False).alias("_ambiguous")
+    )
     fate = pl.col(FATE)
     counted = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
     counted |= (role == NP2) & (fate == FOLDED)  # evidence rows proxy_coverage counts
