@@ -96,7 +96,9 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     keys = frame.select(pl.struct(_KEY).hash(seed=0).alias("_key")).to_series()
     shared = (pl.col(FATE) == OK) & pl.lit(_repeated(keys))
     narrow_tie = [c for c in _TIE if c != _RIP_TEXT]
+    # The domain as its text: codes follow the order strings were first seen.
     clash = frame.filter(shared).select(FILE, ROW, ID, *_KEY, *narrow_tie)
+    clash = clash.with_columns(pl.col(DOMAIN).cast(pl.String))
     if clash.is_empty():
         return frame
     schema = raw.collect_schema()
@@ -426,7 +428,7 @@ def curated_rows(wide: pl.LazyFrame, proxies: pl.DataFrame, window: DayWindow) -
         picked.pipe(coerce)
         .with_columns(
             pl.when(pl.col(BAD_NAME)).then(pl.col(s.REMOTE_URL)).alias(s.REMOTE_URL_RAW),
-            pl.col(_URL).alias(s.REMOTE_URL),
+            pl.col(_URL).cast(pl.String).alias(s.REMOTE_URL),
             looked_up("_pip", pl.String()).alias("_pip"),
             looked_up("_pp", pl.Int32()).alias("_pp"),
         )
@@ -574,7 +576,7 @@ def input_counts(events: pl.DataFrame, window: DayWindow) -> pl.DataFrame:
             reasons.is_in(["bad_LocalPort", "bad_RemotePort"]).sum().alias("bad_port"),
             (reasons == "Timestamp_outside_partition").sum().alias("outside_partition"),
             pl.col(BAD_NAME).sum().alias("bad_host_name"),
-            pl.col(UNKNOWN_ACTION).drop_nulls().unique().sort().alias("unknown"),
+            pl.col(UNKNOWN_ACTION).drop_nulls().unique().cast(pl.String).sort().alias("unknown"),
         )
         .select(FILE, *[pl.col(c).fill_null(0) for c in counts], "unknown")
         .cast(INPUT_COUNTS)

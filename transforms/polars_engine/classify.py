@@ -1,7 +1,8 @@
-"""Split normalised rows into legs, evidence, direct connections and the rest.
+"""Split the raw rows into legs, evidence, direct connections and the rest.
 
 The result is narrow: only what linking needs, plus each row's place (`_file`, `_row`) so
-that the curated rows can be assembled from the full rows afterwards.
+that the curated rows can be assembled from the full rows afterwards. Rules on text are judged
+once per distinct value and looked up by code (`classify`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,21 @@ from proxylink.transforms.polars_engine.normalise import (
     AF_URI,
     FILE,
     HOME_DAY,
-    PART_END,
-    PART_START,
+    MASK,
+    OUTSIDE_HOUR,
+    PART_DAY,
     REJECT,
     ROW,
+    TEXT_COLUMNS,
+    blank_ip_to_null,
+    blank_to_null,
+    evidence_fields,
+    first_reason,
+    normalise,
+    reject_mask,
+    suspect_fields,
+    unparseable_evidence_fields,
+    utc_date,
 )
 from proxylink.transforms.rules import (
     DIRECT,
@@ -37,15 +49,14 @@ from proxylink.transforms.rules import ROLES as ROLE_NAMES
 
 ROLE = "_role"
 # What the input profile counts of each row, carried in the narrow frame so that no second
-# pass over the raw files is needed: its partition's day, whether it strays from its
-# partition's hour, and its ActionType when Defender does not document it (else null).
-PART_DAY = "_part_day"
-OUTSIDE_HOUR = "_outside_hour"
+# pass over the raw files is needed: its partition's day (`PART_DAY`), whether it strays from
+# its partition's hour (`OUTSIDE_HOUR`), and its ActionType when Defender does not document it
+# (else null; a code of the build's categories).
 UNKNOWN_ACTION = "_unknown_action"
 DEV = "_dev"  # integer code of DeviceId, for cheap joins
 RIP = "_rip"  # integer code of RemoteIP, IPv4-mapped spellings as their IPv4 address
 DOMAIN_CODE = "_dom"  # integer code of the domain
-DOMAIN = "_domain"
+DOMAIN = "_domain"  # the destination domain, a code of the build's categories
 TARGET_PORT = "_target_port"
 TO_PROXY = "_to_proxy"
 BAD_NAME = "_bad_name"  # the row named a destination that is not a host name
@@ -135,6 +146,8 @@ def _a_label(name: str) -> str | None:
 
 
 _METHOD, _AUTHORITY = "_method", "_authority"
+_CONNECT, _REQUEST = "_connect", "_request"  # an HTTP row's request is a CONNECT / a plain one
+_AF_BAD = "_af_bad"  # an inspection row's AdditionalFields is not a JSON object
 
 
 def _authority(uri: pl.Expr) -> pl.Expr:
@@ -144,15 +157,28 @@ def _authority(uri: pl.Expr) -> pl.Expr:
 
 
 def _unmapped(ip: pl.Expr) -> pl.Expr:
-    """An IPv4-mapped address (`::ffff:10.0.0.1`) as its IPv4 address; others as written. Two
-    prefix tests per row instead of `normalise_ip`'s text rewriting of every address."""
+    """An IPv4-mapped address (`::ffff:10.0.0.1`) as its IPv4 address; others as written."""
     mapped = ip.str.starts_with("::ffff:") | ip.str.starts_with("::FFFF:")
     return pl.when(mapped).then(ip.str.slice(7)).otherwise(ip)
 
 
-def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
-    """Narrow frame with each row's role, destination domain and target port."""
+def destinations(texts: pl.LazyFrame) -> pl.LazyFrame:
+    """What a row names, from its text columns as read (`ActionType`, `RemoteUrl`,
+    `AdditionalFields`; `RemotePort` for a `ConnectionSuccess`): its destination domain
+    (`_domain`, null with `_bad_name` where the name is not a host name), its target port, what
+    its HTTP request is (`_connect`, `_request`) and whether its `AdditionalFields` breaks the
+    contract (`_af_bad`)."""
     action = pl.col(s.ACTION_TYPE)
+    typed = texts.with_columns(
+        blank_to_null(action).alias(s.ACTION_TYPE),
+        blank_to_null(pl.col(s.REMOTE_URL)).alias(s.REMOTE_URL),
+        blank_to_null(pl.col(s.ADDITIONAL_FIELDS)).alias(s.ADDITIONAL_FIELDS),
+    )
+    typed = (
+        typed.with_columns(evidence_fields())
+        .with_columns(suspect_fields())
+        .with_columns(unparseable_evidence_fields().alias(_AF_BAD))
+    )
     # The inspection fields are only filled for their own row types, so what is derived from
     # them costs nothing on the other rows; each is computed once, as a column.
     typed = typed.with_columns(
@@ -188,19 +214,29 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         .when(action == s.CONNECTION_SUCCESS)
         .then(pl.col(s.REMOTE_PORT))
     )
-    to_proxy = proxy_match(pl.col(s.REMOTE_IP), pl.col(s.REMOTE_PORT), params.proxies)
-    frame = typed.with_columns(
-        named.alias("_named"),
-        target_port.alias(TARGET_PORT),
-        to_proxy.alias(TO_PROXY),
-    ).pipe(normalise_domain, "_named", DOMAIN, BAD_NAME)
+    return (
+        typed.with_columns(
+            named.alias("_named"),
+            target_port.alias(TARGET_PORT),
+            is_connect.alias(_CONNECT),
+            is_request.alias(_REQUEST),
+        )
+        .pipe(normalise_domain, "_named", DOMAIN, BAD_NAME)
+        .select(s.ACTION_TYPE, DOMAIN, BAD_NAME, TARGET_PORT, _CONNECT, _REQUEST, _AF_BAD)
+    )
+
+
+def role() -> pl.Expr:
+    """A row's role, from its `ActionType`, whether its socket is a proxy's (`_to_proxy`), what
+    it names (`destinations`) and whether it has a process."""
+    action = pl.col(s.ACTION_TYPE)
     has_domain = pl.col(DOMAIN).is_not_null()
     proxied = pl.col(TO_PROXY)
     has_process = pl.col(s.PROCESS_ID).fill_null(0) != 0
     success = action == s.CONNECTION_SUCCESS
     # A network-protection row on the proxy socket that names no host name (`exa mple.com`) is
     # neither evidence nor a second connection of its socket.
-    role = (
+    return (
         pl.when(success & proxied & pl.col(BAD_NAME))
         .then(pl.lit(OTHER, ROLES))
         .when(success & proxied & ~has_domain)
@@ -211,27 +247,149 @@ def classify(typed: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         .then(pl.lit(NP2, ROLES))
         .when(success)
         .then(pl.lit(DIRECT, ROLES))
-        .when((action == s.HTTP_INSPECTED) & proxied & has_domain & is_connect)
+        .when((action == s.HTTP_INSPECTED) & proxied & has_domain & pl.col(_CONNECT))
         .then(pl.lit(HTTP, ROLES))
-        .when(is_request & proxied & has_domain)
+        .when(pl.col(_REQUEST) & proxied & has_domain)
         .then(pl.lit(REQ, ROLES))
         .when((action == s.SSL_INSPECTED) & proxied & has_domain)
         .then(pl.lit(SSL, ROLES))
         .otherwise(pl.lit(OTHER, ROLES))
     )
-    codes = [
-        pl.col(s.DEVICE_ID).cast(pl.Categorical).to_physical().alias(DEV),
-        # IPv4-mapped and plain spellings of one address are one socket: process events may
-        # show ::ffff:10.20.0.5 where the inspection sensor shows 10.20.0.5.
-        _unmapped(pl.col(s.REMOTE_IP)).cast(pl.Categorical).to_physical().alias(RIP),
-        pl.col(DOMAIN).cast(pl.Categorical).to_physical().alias(DOMAIN_CODE),
-    ]
+
+
+# What a row names depends on its ActionType: a ConnectionSuccess names its RemoteUrl, an HTTP
+# or TLS inspection row its AdditionalFields; any other row names nothing.
+_NAMED_BY: tuple[tuple[str, str], ...] = (
+    (s.CONNECTION_SUCCESS, s.REMOTE_URL),
+    (s.HTTP_INSPECTED, s.ADDITIONAL_FIELDS),
+    (s.SSL_INSPECTED, s.ADDITIONAL_FIELDS),
+)
+_KIND = "_kind"  # which of _NAMED_BY a row's ActionType is (its index + 1), 0 for none
+_AT = "_at"  # a row's place in the table of what the rows name
+
+
+class _Texts:
+    """The distinct text values of one build: code i (`pl.Categories`) is `values[i]`, and the
+    last value is null, where rows with a null code look up."""
+
+    def __init__(self, categories: pl.Categories) -> None:
+        self.categories = categories
+        self.values = pl.concat([categories.to_series(), pl.Series([None], dtype=pl.String)])
+        self.null = len(self.values) - 1
+
+    def at(self, codes: pl.Series) -> pl.Series:
+        """Each row's place in `values`."""
+        return codes.to_physical().fill_null(self.null)
+
+    def judged(self, expr: pl.Expr) -> pl.Series:
+        """`expr` of `pl.col("v")`, judged once per distinct value."""
+        return self.values.to_frame("v").select(expr).to_series()
+
+    def code(self, texts: pl.Series) -> pl.Series:
+        """The codes of these texts (new ones are added to the build's categories)."""
+        return texts.cast(pl.Categorical(self.categories))
+
+
+def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
+    """The narrow frame, in one chunk: each row's role, destination domain and target port, its
+    reject reason and the integer codes that linking joins on.
+
+    The rows are read with their text columns as codes (`normalise.normalise`): every rule on
+    text (blanks, the JSON fields, host-name normalisation, the proxy sockets, the role) is
+    judged once per distinct value or combination, and each row looks its result up by its
+    codes. A day has millions of rows but only thousands of distinct texts.
+    """
+    categories = pl.Categories.random()
+    rows = normalise(raw, params, categories).collect()
+    texts = _Texts(categories)
+    at = {c: texts.at(rows[c]) for c in TEXT_COLUMNS}
+    v = pl.col("v")
+
+    # ActionType: which text it names a destination in, and whether Defender documents it.
+    action = blank_to_null(v)
+    kinds = pl.lit(0, pl.UInt8)
+    for i, (name, _) in reversed(list(enumerate(_NAMED_BY))):
+        kinds = pl.when(action == name).then(pl.lit(i + 1, pl.UInt8)).otherwise(kinds)
+    kind = texts.judged(kinds).gather(at[s.ACTION_TYPE])
+    undocumented = pl.when(~action.is_in(s.KNOWN_ACTION_TYPES).fill_null(True))
+    unknown = texts.code(texts.judged(undocumented.then(action.fill_null("(null)"))))
+    # What each distinct text names, as each kind of row that names something reads it, and
+    # one row for the rows that name nothing: a row's place in it is its kind's section plus
+    # the code of the column its kind reads.
+    n = len(texts.values)
+    named = destinations(
+        pl.concat(
+            [
+                *(
+                    texts.values.to_frame(column)
+                    .lazy()
+                    .with_columns(pl.lit(name).alias(s.ACTION_TYPE))
+                    for name, column in _NAMED_BY
+                ),
+                pl.LazyFrame({s.ACTION_TYPE: [None]}, schema={s.ACTION_TYPE: pl.String}),
+            ],
+            how="diagonal",
+        ).with_columns(pl.lit(None, pl.Int32).alias(s.REMOTE_PORT))
+    ).collect()
+    section = pl.lit(len(_NAMED_BY) * n, pl.UInt32)
+    for i, (_, column) in reversed(list(enumerate(_NAMED_BY))):
+        section = (
+            pl.when(pl.col(_KIND) == i + 1)
+            .then(pl.lit(i * n, pl.UInt32) + pl.col(f"_at_{column}"))
+            .otherwise(section)
+        )
+    place = pl.DataFrame(
+        [kind.alias(_KIND), *(at[c].alias(f"_at_{c}") for c in (s.REMOTE_URL, s.ADDITIONAL_FIELDS))]
+    ).select(section.alias(_AT))[_AT]
+    domain = texts.code(named[DOMAIN])
+    af_bad = named[_AF_BAD].gather(place)
+    # The proxy sockets: judged once per distinct (address, port).
+    port = rows[s.REMOTE_PORT].cast(pl.Int64)
+    ip = at[s.REMOTE_IP].cast(pl.Int64) * 65537 + (port + 1).fill_null(0)
+    keys = ip.unique()
+    sockets = pl.DataFrame(
+        [
+            keys.alias("_key"),
+            texts.values.gather(keys // 65537).alias("_ip"),
+            (keys % 65537).cast(pl.Int32).alias("_port"),
+        ]
+    )
+    proxy = proxy_match(
+        blank_ip_to_null(pl.col("_ip")),
+        pl.when(pl.col("_port") > 0).then(pl.col("_port") - 1),
+        params.proxies,
+    )
+    to_proxy = ip.is_in(sockets.filter(proxy)["_key"].implode())
+    # The role, judged once per place and each of (proxied or not) x (with a process or not).
+    combos = pl.DataFrame({TO_PROXY: [False, False, True, True], s.PROCESS_ID: [0, 1, 0, 1]})
+    roles = named.join(combos, how="cross", maintain_order="left_right").select(role().alias(ROLE))
+    has_process = rows[s.PROCESS_ID].fill_null(0) != 0
+    picked = place * 4 + to_proxy.cast(pl.UInt32) * 2 + has_process.cast(pl.UInt32)
+    no_device = texts.judged(blank_to_null(v).is_null()).gather(at[s.DEVICE_ID])
+    rip = texts.code(texts.judged(_unmapped(blank_ip_to_null(v)))).to_physical()
+    text_rules = {"null_DeviceId": pl.lit(no_device), "bad_AdditionalFields": pl.lit(af_bad)}
+    mask = pl.col(MASK) | reject_mask(text_rules)
     ts = pl.col(s.TIMESTAMP)
-    profile = [
-        pl.col(PART_START).dt.date().alias(PART_DAY),
-        ((ts < pl.col(PART_START)) | (ts >= pl.col(PART_END))).alias(OUTSIDE_HOUR),
-        pl.when(~action.is_in(s.KNOWN_ACTION_TYPES).fill_null(True))
-        .then(action.fill_null("(null)"))
-        .alias(UNKNOWN_ACTION),
-    ]
-    return frame.with_columns(role.alias(ROLE), *codes, *profile).select(NARROW_COLUMNS)
+    return (
+        rows.with_columns(
+            pl.when(~no_device).then(rows[s.DEVICE_ID].to_physical()).alias(DEV),
+            rip.gather(at[s.REMOTE_IP]).alias(RIP),
+            roles[ROLE].gather(picked).alias(ROLE),
+            domain.gather(place).alias(DOMAIN),
+            named[BAD_NAME].gather(place).alias(BAD_NAME),
+            pl.when(kind == 1 + _NAMED_BY.index((s.CONNECTION_SUCCESS, s.REMOTE_URL)))
+            .then(pl.col(s.REMOTE_PORT))
+            .otherwise(named[TARGET_PORT].gather(place))
+            .alias(TARGET_PORT),
+            unknown.gather(at[s.ACTION_TYPE]).alias(UNKNOWN_ACTION),
+            first_reason(mask).alias(REJECT),
+        )
+        .with_columns(
+            pl.col(DOMAIN).to_physical().alias(DOMAIN_CODE),
+            pl.when(pl.col(REJECT).is_null())
+            .then(utc_date(ts))
+            .otherwise(pl.col(PART_DAY))
+            .alias(HOME_DAY),
+        )
+        .select(NARROW_COLUMNS)
+    )

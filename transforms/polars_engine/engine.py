@@ -8,7 +8,7 @@ import polars as pl
 
 from proxylink.transforms.engine import DayFrames, DaySummary, OutputFrames, Steps, no_steps
 from proxylink.transforms.params import DayWindow, LinkParams
-from proxylink.transforms.polars_engine import assemble, classify, link, normalise
+from proxylink.transforms.polars_engine import assemble, classify, link
 from proxylink.transforms.rules import OK
 
 
@@ -35,13 +35,12 @@ def build_day(
     wide pass then sets each file's output rows beside their decisions by position, without a
     join, a few files at a time (`assemble.wide_rows`).
     """
-    typed = normalise.normalise(raw, params)
     with steps("classify"):
         # One chunk: every later eager step would otherwise copy the frame to align chunks.
         # Column by column, so that the copy never holds more than one column twice.
-        collected = classify.classify(typed, params).collect()
-        narrow = pl.DataFrame([collected.drop_in_place(c).rechunk() for c in collected.columns])
-        del collected
+        classified = classify.classify(raw, params)
+        narrow = pl.DataFrame([classified.drop_in_place(c).rechunk() for c in classified.columns])
+        del classified
     with steps("dedupe"):
         events = assemble.dedupe(narrow, raw)
         del narrow

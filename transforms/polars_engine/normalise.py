@@ -33,7 +33,6 @@ INTERNAL = (FILE, ROW, PART_START, PART_END)
 
 REASON = pl.Enum(s.REJECT_REASONS)
 _SUSPECT = "_suspect"
-_MASK = "_mask"
 
 _TS_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.fZ",
@@ -103,18 +102,23 @@ def _as_utc(expr: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
     return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
 
-def _blank_to_null(expr: pl.Expr) -> pl.Expr:
+def blank_to_null(expr: pl.Expr) -> pl.Expr:
+    """Blank text (empty or white space) is no value."""
     return pl.when(expr.str.contains(r"^\s*$")).then(None).otherwise(expr)
+
+
+def blank_ip_to_null(expr: pl.Expr) -> pl.Expr:
+    """An address that is blank or `-` is no address."""
+    expr = blank_to_null(expr)
+    return pl.when(expr.str.contains(r"^\s*-\s*$")).then(None).otherwise(expr)
 
 
 def coerce(raw: pl.LazyFrame) -> pl.LazyFrame:
     """The contract columns with contract types: blanks are null, ports outside 0..65535 null."""
     typed: list[pl.Expr] = []
     for name in of_kind(STRING):
-        expr = _blank_to_null(pl.col(name))
-        if name in (s.REMOTE_IP, s.LOCAL_IP):
-            expr = pl.when(expr.str.contains(r"^\s*-\s*$")).then(None).otherwise(expr)
-        typed.append(expr.alias(name))
+        clean = blank_ip_to_null if name in (s.REMOTE_IP, s.LOCAL_IP) else blank_to_null
+        typed.append(clean(pl.col(name)).alias(name))
     for name in of_kind(PORT):
         value = pl.col(name).cast(pl.Int64)
         typed.append(pl.when(value.is_between(0, 65535)).then(value).cast(pl.Int32).alias(name))
@@ -123,11 +127,25 @@ def coerce(raw: pl.LazyFrame) -> pl.LazyFrame:
     return raw.with_columns(typed)
 
 
-def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
-    """Typed contract columns plus `_reject` (first broken rule, or null) and `_home_day`.
+# The text columns the link core reads: read as codes of one `pl.Categories` per build, so that
+# their rules are judged once per distinct value (`classify`), not once per row.
+TEXT_COLUMNS = (s.DEVICE_ID, s.ACTION_TYPE, s.REMOTE_IP, s.REMOTE_URL, s.ADDITIONAL_FIELDS)
+# The reject rules judged on those texts; every other rule is judged per row, here.
+TEXT_RULES = ("null_DeviceId", "bad_AdditionalFields")
+MASK = "_mask"  # bit i set: the row breaks s.REJECT_REASONS[i]
+# What the input profile counts of each row: its partition's day, and whether it strays from
+# its partition's hour.
+PART_DAY = "_part_day"
+OUTSIDE_HOUR = "_outside_hour"
 
-    A row's home day is the UTC date of its Timestamp; a rejected row belongs to the day of
-    its partition, so each row is counted by exactly one day's run.
+
+def normalise(raw: pl.LazyFrame, params: LinkParams, categories: pl.Categories) -> pl.LazyFrame:
+    """The narrow rows the link core reads: numbers and times typed to the contract, the text
+    columns (`TEXT_COLUMNS`) as they were read but as codes of `categories`, and `_mask` with
+    the rules broken among those judged per row (every rule but `TEXT_RULES`).
+
+    The text is not cleaned here: blanks, `-` addresses and the like are judged on the distinct
+    values (`classify`), which are a few thousand where the rows are millions.
     """
     schema = raw.collect_schema()
     missing = [c for c in s.REQUIRED_COLUMNS if c not in schema]
@@ -141,61 +159,68 @@ def normalise(raw: pl.LazyFrame, params: LinkParams) -> pl.LazyFrame:
         text = pl.col(raw_name(name)).str.strip_chars()
         return text.is_not_null() & (text != "") & pl.col(name).is_null()
 
-    bad_port = {
-        name: unparsed(name) | ~pl.col(name).cast(pl.Int64).is_between(0, 65535).fill_null(True)
-        for name in of_kind(PORT)
-    }
+    def bad_port(name: str) -> pl.Expr:
+        return unparsed(name) | ~pl.col(name).cast(pl.Int64).is_between(0, 65535).fill_null(True)
 
     ts = pl.col(s.TIMESTAMP)
     skew = pl.duration(milliseconds=params.clock_skew_ms)
-    checks: list[tuple[str, pl.Expr]] = [
-        ("null_DeviceId", pl.col(s.DEVICE_ID).is_null()),
-        ("bad_Timestamp", unparsed(s.TIMESTAMP)),
-        ("null_Timestamp", ts.is_null()),
-        ("bad_ReportId", unparsed(s.REPORT_ID)),
-        ("null_ReportId", pl.col(s.REPORT_ID).is_null()),
-        ("bad_LocalPort", pl.col("_bad_LocalPort")),
-        ("bad_RemotePort", pl.col("_bad_RemotePort")),
-        ("bad_InitiatingProcessId", unparsed(s.PROCESS_ID)),
-        ("bad_InitiatingProcessCreationTime", unparsed(s.PROCESS_CREATION)),
-        ("bad_AdditionalFields", _unparseable_evidence_fields()),
-        (
-            "Timestamp_outside_partition",
-            (ts < pl.col(PART_START) - skew) | (ts >= pl.col(PART_END) + skew),
-        ),
-    ]
-    home = (
-        pl.when(pl.col(REJECT).is_null()).then(ts.dt.date()).otherwise(pl.col(PART_START).dt.date())
-    )
-    flags = [e.alias(f"_bad_{n}") for n, e in bad_port.items()]
-    return (
-        raw.with_columns(flags)
-        .pipe(coerce)
-        .with_columns(evidence_fields())
-        .with_columns(_suspect_fields())
-        .with_columns(_reject_mask(checks))
-        .with_columns(_first_reason(len(checks)))
-        .with_columns(home.alias(HOME_DAY))
-        .drop([*(f"_bad_{n}" for n in bad_port), _SUSPECT, _MASK])
+    checks = {
+        "bad_Timestamp": unparsed(s.TIMESTAMP),
+        "null_Timestamp": ts.is_null(),
+        "bad_ReportId": unparsed(s.REPORT_ID),
+        "null_ReportId": pl.col(s.REPORT_ID).is_null(),
+        "bad_LocalPort": bad_port(s.LOCAL_PORT),
+        "bad_RemotePort": bad_port(s.REMOTE_PORT),
+        "bad_InitiatingProcessId": unparsed(s.PROCESS_ID),
+        "bad_InitiatingProcessCreationTime": unparsed(s.PROCESS_CREATION),
+        "Timestamp_outside_partition": (ts < pl.col(PART_START) - skew)
+        | (ts >= pl.col(PART_END) + skew),
+    }
+    assert set(checks) | set(TEXT_RULES) == set(s.REJECT_REASONS) - {"duplicate_key"}
+    ports = []
+    for name in of_kind(PORT):
+        value = pl.col(name).cast(pl.Int64)
+        ports.append(pl.when(value.is_between(0, 65535)).then(value).cast(pl.Int32).alias(name))
+    code = pl.Categorical(categories)
+    return raw.select(
+        FILE,
+        ROW,
+        ts,
+        pl.col(s.REPORT_ID).cast(pl.Int64),
+        *ports,
+        pl.col(s.PROCESS_ID).cast(pl.Int64),
+        pl.col(s.PROCESS_CREATION),
+        *[pl.col(c).cast(pl.String).cast(code) for c in TEXT_COLUMNS],
+        reject_mask(checks).alias(MASK),
+        utc_date(pl.col(PART_START)).alias(PART_DAY),
+        ((ts < pl.col(PART_START)) | (ts >= pl.col(PART_END))).alias(OUTSIDE_HOUR),
     )
 
 
-def _reject_mask(checks: list[tuple[str, pl.Expr]]) -> pl.Expr:
-    """All broken rules of a row as one bit mask, bit i for check i."""
-    assert [label for label, _ in checks] == list(s.REJECT_REASONS[: len(checks)])
+def reject_mask(checks: dict[str, pl.Expr]) -> pl.Expr:
+    """The rules a row breaks as one bit mask: bit i for `s.REJECT_REASONS[i]`."""
     return pl.sum_horizontal(
-        [cond.fill_null(False).cast(pl.UInt16) * (1 << i) for i, (_, cond) in enumerate(checks)]
-    ).alias(_MASK)
+        [
+            cond.fill_null(False).cast(pl.UInt16) * (1 << s.REJECT_REASONS.index(name))
+            for name, cond in checks.items()
+        ]
+    )
 
 
-def _first_reason(n_checks: int) -> pl.Expr:
-    """The first broken rule, as an Enum: the lowest set bit of the mask. A chain of when/then
-    branches over every row costs more than the checks themselves."""
-    mask = pl.col(_MASK)
+def first_reason(mask: pl.Expr) -> pl.Expr:
+    """The first broken rule, as an Enum: the lowest set bit of the mask, looked up. A chain of
+    when/then branches over every row costs more than the checks themselves."""
     first = pl.when(mask > 0).then(mask.bitwise_trailing_zeros())
-    return first.replace_strict(
-        list(range(n_checks)), list(s.REJECT_REASONS[:n_checks]), return_dtype=REASON
-    ).alias(REJECT)
+    return pl.lit(pl.Series(s.REJECT_REASONS, dtype=REASON)).gather(first)
+
+
+_DAY_US = 86_400_000_000
+
+
+def utc_date(ts: pl.Expr) -> pl.Expr:
+    """The UTC date of a UTC timestamp, from its microseconds: `dt.date()` goes through the
+    time zone, which costs ten times as much on millions of rows."""
+    return (ts.dt.epoch("us") // _DAY_US).cast(pl.Int32).cast(pl.Date)
 
 
 def _field(text: pl.Expr, key: str) -> pl.Expr:
@@ -217,7 +242,7 @@ def evidence_fields() -> list[pl.Expr]:
     ]
 
 
-def _suspect_fields() -> pl.Expr:
+def suspect_fields() -> pl.Expr:
     """The JSON of inspection rows where no destination field was found, else null: only these
     go through the JSON parser."""
     is_inspection = pl.col(s.ACTION_TYPE).is_in([s.HTTP_INSPECTED, s.SSL_INSPECTED])
@@ -226,7 +251,7 @@ def _suspect_fields() -> pl.Expr:
     return pl.when(is_inspection & ~found).then(pl.col(s.ADDITIONAL_FIELDS)).alias(_SUSPECT)
 
 
-def _unparseable_evidence_fields() -> pl.Expr:
+def unparseable_evidence_fields() -> pl.Expr:
     """Inspection rows are read for their destination, so their `AdditionalFields` must be a
     JSON object: text that does not parse, and JSON that is not an object (`null`, `42`,
     `[1,2,3]`, `"x"`), are rejected alike. Blank is allowed (the row names nothing). Only the
