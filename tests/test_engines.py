@@ -369,9 +369,8 @@ def test_output_rows_set_beside_their_decisions_by_position_equal_one_join(
     another's tags."""
     from proxylink.jobs.nightly.lake import scan_lake
     from proxylink.jobs.nightly.plan import plan_files
-    from proxylink.transforms.aggregates import EVIDENCE_EVENTS
     from proxylink.transforms.params import DayWindow, LinkParams, parse_proxy
-    from proxylink.transforms.polars_engine import aggregates, assemble
+    from proxylink.transforms.polars_engine import assemble
     from proxylink.transforms.polars_engine.engine import build_day
 
     lake = write_sample(tmp_path / "lake", SampleSpec(devices=30, start=DAY, days=1, seed=9))
@@ -384,11 +383,10 @@ def test_output_rows_set_beside_their_decisions_by_position_equal_one_join(
         frames, _ = build_day(scan.frame, window, params, scan.names, parts=parts)
         chunks = frames.chunks
         assert [c.misaligned.collect().item() for c in chunks] == [0] * len(chunks)
-        evidence = [c.evidence.collect() for c in chunks]
         tables = [
             pl.concat([c.curated.collect() for c in chunks]),
             pl.concat([c.rejects.collect() for c in chunks]),
-            aggregates.merge_device_names(evidence, EVIDENCE_EVENTS),
+            frames.evidence,
         ]
         keys = [[s.DEVICE_ID, s.TIMESTAMP, s.REPORT_ID], [s.SOURCE_FILE, s.REJECT_RECORD]]
         keys.append([s.DEVICE_ID])

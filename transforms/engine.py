@@ -71,11 +71,7 @@ class OutputFrames:
 
     curated: pl.LazyFrame
     rejects: pl.LazyFrame
-    # Per device, the evidence rows that are not rejected or duplicates, folded or not: how
-    # many (what `proxy_coverage` counts as its evidence) and its last name on them. The
-    # summaries of several chunks merge (`aggregates.merge_device_names`).
-    evidence: pl.LazyFrame
-    # One row, one count: output rows that were set beside another row's decisions. The three
+    # One row, one count: output rows that were set beside another row's decisions. The two
     # frames above share one read of the raw rows; a count above zero is a bug, never published.
     misaligned: pl.LazyFrame
 
@@ -86,6 +82,10 @@ class DayFrames:
     memory of the wide pass, whatever the size of the day."""
 
     chunks: tuple[OutputFrames, ...]
+    # Per device, the evidence rows that are not rejected or duplicates, folded or not: how
+    # many (what `proxy_coverage` counts as its evidence) and its last name on them
+    # (`aggregates.device_names`), from the narrow rows.
+    evidence: pl.DataFrame
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ _KEY = [DEV, s.TIMESTAMP, s.REPORT_ID]  # the event key, with the device as its 
 _RIP_TEXT = "_rip_text"
 _FILLED = "_filled"
 _PROXY_FILE, _PROXY_ROW = "_proxy_file", "_proxy_row"
-_EV = "_ev"  # output rows: evidence rows that proxy_coverage counts
+_EV = "_ev"  # evidence rows that proxy_coverage counts
 _TIE = [ROLE, _RIP_TEXT, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, DOMAIN]
 
 
@@ -164,12 +164,14 @@ def _comparable(name: str, dtype: pl.DataType) -> pl.Expr:
 class Decisions:
     """What became of day D's rows: `fates` holds one narrow row per row of the day (its fate,
     reject reason, role, device), `outputs` the rows that leave the job (curated and rejected
-    rows, and the evidence rows `proxy_coverage` counts, `_ev`) with the columns the curated
-    rows gain, which mean something on curated rows only. Kept apart, the link columns cost
-    nothing on the millions of rows that are folded or not connections."""
+    rows) with the columns the curated rows gain, which mean something on curated rows only.
+    Kept apart, the link columns cost nothing on the millions of rows that are folded or not
+    connections. `evidence` is what `proxy_coverage` needs of the evidence rows, per device
+    (`aggregates.device_names`): from the narrow rows, so the wide pass reads none of them."""
 
     fates: pl.DataFrame
     outputs: pl.DataFrame
+    evidence: pl.DataFrame
 
     @cached_property
     def curated(self) -> pl.DataFrame:
@@ -186,15 +188,17 @@ _SOURCE_TYPE = pl.Enum([s.CONNECTION_SUCCESS, s.HTTP_INSPECTED, s.SSL_INSPECTED]
 DECIDE_COLUMNS = (
     *(FILE, ROW, ID, FATE, REJECT, ROLE, DEV, DOMAIN),
     *(s.REPORT_ID, TARGET_PORT, BAD_NAME, HOME_DAY),
+    *(s.DEVICE_ID, s.DEVICE_NAME, s.TIMESTAMP),
 )
 
 
 def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decisions:
-    """Each narrow row of day D: its fate and, for curated rows, the added columns.
+    """Each narrow row of day D: its fate and, for curated rows, the added columns; and the
+    per-device summary of the evidence rows `proxy_coverage` counts.
 
-    One lazy query gives both (the fates and the output rows' columns): the day's rows stream
-    through its joins instead of eager copies of them, which held more than the narrow frame
-    itself (measured on the 3x bench day)."""
+    One lazy query gives all three: the day's rows stream through its joins instead of eager
+    copies of them, which held more than the narrow frame itself (measured on the 3x bench
+    day)."""
     day = events.lazy().select(DECIDE_COLUMNS).filter(pl.col(HOME_DAY) == window.day)
     links = result.links.lazy().rename({LEG_ID: ID})
     used = result.used_evidence.lazy().rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
@@ -269,16 +273,16 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     counted = role.is_in([NP, *INSPECTION_ROLES]) & fate.is_in([CURATED, FOLDED, UNMATCHED])
     counted |= (role == NP2) & (fate == FOLDED)  # evidence rows proxy_coverage counts
     plan = plan.with_columns(counted.alias(_EV))
-    # One query for both: they share the joins above.
-    fates, outputs = pl.collect_all(
+    evidence = plan.filter(pl.col(_EV)).select(s.DEVICE_ID, s.DEVICE_NAME, s.TIMESTAMP)
+    # One query for all three: they share the joins above.
+    fates, outputs, by_device = pl.collect_all(
         [
             plan.select(_FATE_COLUMNS),
-            plan.filter(fate.is_in([CURATED, REJECTED]) | pl.col(_EV)).select(
+            plan.filter(fate.is_in([CURATED, REJECTED])).select(
                 FILE,
                 ROW,
                 FATE,
                 REJECT,
-                _EV,
                 ROLE,
                 DEV,
                 "_ambiguous",
@@ -312,15 +316,15 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
                 _PROXY_FILE,
                 _PROXY_ROW,
             ),
+            aggregates.device_names(evidence, EVIDENCE_EVENTS),
         ]
     )
-    return Decisions(fates, outputs)
+    return Decisions(fates, outputs, by_device)
 
 
 def output_tags(decisions: Decisions) -> pl.DataFrame:
-    """The rows of day D that leave the job, by file and row: curated and rejected rows and the
-    evidence rows `proxy_coverage` counts (`_ev`), each with its fate and, when curated, the
-    added columns."""
+    """The rows of day D that leave the job, by file and row: curated and rejected rows, each
+    with its fate and, when curated, the added columns."""
     return decisions.outputs.drop(ROLE, DEV, "_ambiguous", _PROXY_FILE, _PROXY_ROW)
 
 
@@ -370,7 +374,7 @@ def wide_rows(
 ) -> list[pl.LazyFrame]:
     """Every row of day D that leaves the job (`output_tags`), whole, beside its tags, in
     chunks of whole files of about `ROWS_PER_CHUNK` rows: the one pass over the wide columns
-    that the curated rows, the rejects and the evidence rows share.
+    that the curated rows and the rejects share.
 
     `parts[i]`, when given, holds the rows of file index i alone, in file order: each file's
     rows are then picked by position and set beside its tags in that order, with no join (a
@@ -480,30 +484,17 @@ def rejected_rows(wide: pl.LazyFrame, files: list[str], window: DayWindow) -> pl
     )
 
 
-def evidence_summary(wide: pl.LazyFrame) -> pl.LazyFrame:
-    """Per device, day D's valid evidence rows, folded or not: how many, and the last name the
-    device had on them (`aggregates.EVIDENCE_SUMMARY`), what `proxy_coverage` needs of them;
-    `wide` is `wide_rows`.
-
-    A network-protection row that shows the real target and was not folded (`np2` kept as a
-    direct connection) is not evidence of a proxied socket.
-    """
-    name = pl.col(s.DEVICE_NAME)
-    name = pl.when(name.str.contains(r"^\s*$")).then(None).otherwise(name).alias(s.DEVICE_NAME)
-    rows = wide.filter(pl.col(_EV)).select(s.DEVICE_ID, name, s.TIMESTAMP)
-    return aggregates.device_names(rows, EVIDENCE_EVENTS)
-
-
 def fate_counts(decisions: Decisions) -> dict[str, int]:
     """Counts per fate, curated rows per link method and rejects per reason."""
     fates, added = decisions.fates, decisions.curated
     method = pl.col(s.LINK_METHOD)
     counts: dict[str, int] = {f: 0 for f in FATES}
-    for fate, n in fates.group_by(pl.col(FATE).cast(pl.String)).len().iter_rows():
+    # Grouped by the Enum itself: its values come out as text, without a cast of every row.
+    for fate, n in fates.group_by(FATE).len().iter_rows():
         counts[fate] = n
     counts["rows_in_day"] = fates.height
     counts.update({f"method_{m}": 0 for m in s.LINK_METHODS})
-    for m, n in added.group_by(method.cast(pl.String)).len().iter_rows():
+    for m, n in added.group_by(method).len().iter_rows():
         counts[f"method_{m}"] = n
     counts["legs"] = int((added[ROLE] == LEG).sum())
     counts["unlinked_ambiguous"] = int(
@@ -558,9 +549,11 @@ def input_counts(events: pl.DataFrame, window: DayWindow) -> pl.DataFrame:
     """One row per input file of day D's own partitions: its rows and how many broke each rule
     (`transforms.engine.INPUT_COUNTS`), from the narrow rows; the rates are derived once the
     counts are summed."""
-    reasons = pl.col(REJECT).cast(pl.String)
-    bad_value = reasons.str.starts_with("bad_") & ~reasons.is_in(
-        ["bad_LocalPort", "bad_RemotePort"]
+    # The reasons are compared as the Enum they are: no cast of every row to text.
+    reasons = pl.col(REJECT)
+    ports = ["bad_LocalPort", "bad_RemotePort"]
+    bad_value = reasons.is_in(
+        [r for r in s.REJECT_REASONS if r.startswith("bad_") and r not in ports]
     )
     counts = [c for c in INPUT_COUNTS if c not in (FILE, "unknown")]
     return (
@@ -573,7 +566,7 @@ def input_counts(events: pl.DataFrame, window: DayWindow) -> pl.DataFrame:
             .sum()
             .alias("null_key"),
             bad_value.sum().alias("bad_value"),
-            reasons.is_in(["bad_LocalPort", "bad_RemotePort"]).sum().alias("bad_port"),
+            reasons.is_in(ports).sum().alias("bad_port"),
             (reasons == "Timestamp_outside_partition").sum().alias("outside_partition"),
             pl.col(BAD_NAME).sum().alias("bad_host_name"),
             pl.col(UNKNOWN_ACTION).drop_nulls().unique().cast(pl.String).sort().alias("unknown"),

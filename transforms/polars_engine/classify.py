@@ -71,6 +71,8 @@ NARROW_COLUMNS = (
     HOME_DAY,
     REJECT,
     DEV,
+    s.DEVICE_ID,  # a code of the build's categories, null where blank
+    s.DEVICE_NAME,  # likewise: what proxy_coverage names a device by
     s.TIMESTAMP,
     s.REPORT_ID,
     RIP,
@@ -367,12 +369,14 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
     picked = place * 4 + to_proxy.cast(pl.UInt32) * 2 + has_process.cast(pl.UInt32)
     no_device = texts.judged(blank_to_null(v).is_null()).gather(at[s.DEVICE_ID])
     rip = texts.code(texts.judged(_unmapped(blank_ip_to_null(v)))).to_physical()
+    device_name = texts.code(texts.judged(blank_to_null(v)))
     text_rules = {"null_DeviceId": pl.lit(no_device), "bad_AdditionalFields": pl.lit(af_bad)}
     mask = pl.col(MASK) | reject_mask(text_rules)
     ts = pl.col(s.TIMESTAMP)
     return (
         rows.with_columns(
-            pl.when(~no_device).then(rows[s.DEVICE_ID].to_physical()).alias(DEV),
+            pl.when(~no_device).then(rows[s.DEVICE_ID]).alias(s.DEVICE_ID),
+            device_name.gather(at[s.DEVICE_NAME]).alias(s.DEVICE_NAME),
             rip.gather(at[s.REMOTE_IP]).alias(RIP),
             roles[ROLE].gather(picked).alias(ROLE),
             domain.gather(place).alias(DOMAIN),
@@ -385,6 +389,7 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
             first_reason(mask).alias(REJECT),
         )
         .with_columns(
+            pl.col(s.DEVICE_ID).to_physical().alias(DEV),
             pl.col(DOMAIN).to_physical().alias(DOMAIN_CODE),
             pl.when(pl.col(REJECT).is_null())
             .then(utc_date(ts))

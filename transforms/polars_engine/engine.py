@@ -67,6 +67,7 @@ def build_day(
     # few whole files at a time.
     proxies = assemble.proxy_sockets(raw, decisions)
     tags = assemble.output_tags(decisions)
+    evidence = decisions.evidence
     del decisions
     chunks = assemble.wide_rows(raw, tags, parts)
     del tags
@@ -75,10 +76,10 @@ def build_day(
             OutputFrames(
                 curated=assemble.curated_rows(wide, proxies, window),
                 rejects=assemble.rejected_rows(wide, list(files), window),
-                evidence=assemble.evidence_summary(wide),
                 misaligned=assemble.misaligned(wide),
             )
             for wide in chunks
-        )
+        ),
+        evidence,
     )
     return frames, summary

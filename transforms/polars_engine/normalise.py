@@ -129,7 +129,14 @@ def coerce(raw: pl.LazyFrame) -> pl.LazyFrame:
 
 # The text columns the link core reads: read as codes of one `pl.Categories` per build, so that
 # their rules are judged once per distinct value (`classify`), not once per row.
-TEXT_COLUMNS = (s.DEVICE_ID, s.ACTION_TYPE, s.REMOTE_IP, s.REMOTE_URL, s.ADDITIONAL_FIELDS)
+TEXT_COLUMNS = (
+    s.DEVICE_ID,
+    s.DEVICE_NAME,
+    s.ACTION_TYPE,
+    s.REMOTE_IP,
+    s.REMOTE_URL,
+    s.ADDITIONAL_FIELDS,
+)
 # The reject rules judged on those texts; every other rule is judged per row, here.
 TEXT_RULES = ("null_DeviceId", "bad_AdditionalFields")
 MASK = "_mask"  # bit i set: the row breaks s.REJECT_REASONS[i]
