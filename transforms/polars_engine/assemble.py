@@ -201,7 +201,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     day)."""
     day = events.lazy().select(DECIDE_COLUMNS).filter(pl.col(HOME_DAY) == window.day)
     links = result.links.lazy().rename({LEG_ID: ID})
-    used = result.used_evidence.lazy().rename({EV_ID: ID}).with_columns(pl.lit(True).alias("_used"))
+    used = pl.col(ID).is_in(result.used_evidence[EV_ID].implode()).alias("_used")
     ambiguous = (
         result.ambiguous.lazy().rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
     )
@@ -225,7 +225,7 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     is_leg = pl.col(ROLE) == LEG
     is_ev = pl.col(ROLE).is_in(EVIDENCE_ROLES)
     legs = day.filter(is_leg).join(links, on=ID, how="left").join(ambiguous, on=ID, how="left")
-    evidence = day.filter(is_ev).join(used, on=ID, how="left").join(shared, on=ID, how="left")
+    evidence = day.filter(is_ev).with_columns(used).join(shared, on=ID, how="left")
     evidence = evidence.join(targets, on=ID, how="left")
     rest = day.filter(~is_leg & ~is_ev)
     plan = pl.concat([legs, evidence, rest], how="diagonal")

@@ -59,17 +59,20 @@ class LinkResult:
 
     links: pl.DataFrame  # one row per linked leg: leg id, method, domain, primary evidence
     ambiguous: pl.DataFrame  # leg ids left unlinked because candidates disagreed or were shared
-    used_evidence: pl.DataFrame  # evidence ids consumed, corroborating or contested
+    used_evidence: pl.DataFrame  # evidence ids consumed, corroborating or contested (repeated)
     ambiguous_evidence: pl.DataFrame  # evidence ids that could belong to two or more legs
     # np2 rows whose leg is missing but whose socket was the proxy's: (ev id, proxy row id)
     proxied_targets: pl.DataFrame
 
 
-def _bucket(tol_us: int) -> pl.Expr:
-    return (pl.col(s.TIMESTAMP).dt.epoch("us") // (2 * tol_us)).alias("bucket")
+def _bucket(tol_us: int) -> list[pl.Expr]:
+    """A row's time bucket, two tolerances wide, and whether it lies in the bucket's first half
+    (`early`: the rows within one tolerance of it lie in this bucket or the previous one)."""
+    epoch = pl.col(s.TIMESTAMP).dt.epoch("us")
+    return [(epoch // (2 * tol_us)).alias("bucket"), (epoch % (2 * tol_us) < tol_us).alias("early")]
 
 
-def _legs(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+def _legs(events: pl.LazyFrame, tol_us: int) -> pl.LazyFrame:
     return events.filter(pl.col(ROLE) == LEG).select(
         pl.col(ID).alias(LEG_ID),
         DEV,
@@ -80,11 +83,11 @@ def _legs(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
         pl.col(s.REMOTE_PORT).alias("leg_rport"),
         pl.col(s.PROCESS_ID).alias("leg_pid"),
         pl.col(s.PROCESS_CREATION).alias("leg_pct"),
-        _bucket(tol_us),
+        *_bucket(tol_us),
     )
 
 
-def _evidence(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+def _evidence(events: pl.LazyFrame, tol_us: int) -> pl.LazyFrame:
     role = pl.col(ROLE)
     return events.filter(role.is_in(EVIDENCE_ROLES)).select(
         pl.col(ID).alias(EV_ID),
@@ -101,24 +104,27 @@ def _evidence(events: pl.DataFrame, tol_us: int) -> pl.DataFrame:
         pl.col(s.REMOTE_PORT).alias("ev_rport"),
         pl.col(s.PROCESS_ID).alias("ev_pid"),
         pl.col(s.PROCESS_CREATION).alias("ev_pct"),
-        _bucket(tol_us),
-        (pl.col(s.TIMESTAMP).dt.epoch("us") % (2 * tol_us) < tol_us).alias("early"),
+        *_bucket(tol_us),
     )
 
 
-def _spread(evidence: pl.DataFrame) -> pl.DataFrame:
-    """Each evidence row in its own bucket and in the neighbour its tolerance reaches into.
+def _spread(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Each row in its own bucket and in the neighbour its tolerance reaches into.
 
-    Buckets are two tolerances wide, so the legs within one tolerance of an evidence row lie in
-    its own bucket and in the previous one (first half of the bucket) or the next one.
+    Buckets are two tolerances wide, so the rows within one tolerance of a row lie in its own
+    bucket and in the previous one (first half of the bucket) or the next one: joined on the
+    bucket to rows that are not spread, each pair within the tolerance meets exactly once.
+    Spreading the smaller side keeps the join small.
     """
-    neighbour = evidence.with_columns(
+    neighbour = rows.with_columns(
         pl.when(pl.col("early")).then(pl.col("bucket") - 1).otherwise(pl.col("bucket") + 1)
     )
-    return pl.concat([evidence, neighbour])
+    return pl.concat([rows, neighbour]).drop("early")
 
 
-def _with_delta(pairs: pl.DataFrame, tol_us: int) -> pl.DataFrame:
+def _with_delta(pairs: pl.LazyFrame, tol_us: int) -> pl.LazyFrame:
+    """The pairs within the tolerance, with how far the evidence lies from the leg. Lazy, so
+    that the filter runs on the join's output as it comes instead of on all of it."""
     delta = (pl.col("ev_ts") - pl.col("leg_ts")).dt.total_microseconds()
     return pairs.with_columns(delta.alias("delta_us")).filter(pl.col("delta_us").abs() <= tol_us)
 
@@ -134,8 +140,8 @@ def socket_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.D
     another process is another connection. A `np2` row (socket shows the real target) matches
     on device, local port and process only.
     """
-    pairs = legs.filter(pl.col("leg_port").is_not_null()).join(
-        _spread(ev.filter(pl.col("ev_port").is_not_null())),
+    pairs = _spread(legs.lazy().filter(pl.col("leg_port").is_not_null())).join(
+        ev.lazy().filter(pl.col("ev_port").is_not_null()),
         left_on=[DEV, "leg_port", "bucket"],
         right_on=[DEV, "ev_port", "bucket"],
     )
@@ -149,7 +155,7 @@ def socket_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.D
         .then(_same_process())
         .otherwise(same_socket & (~has_process | _same_process()))
     )
-    return pairs.filter(ok.fill_null(False))
+    return pairs.filter(ok.fill_null(False)).collect()
 
 
 def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.DataFrame:
@@ -163,12 +169,16 @@ def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.
     role = pl.col(ROLE)
     kinds = (role == NP) | ((role == NP2) & pl.col("ev_port").is_null())
     ev = ev.filter(kinds & (pl.col("ev_pid").fill_null(0) != 0))
-    pairs = legs.join(
-        _spread(ev),
-        left_on=[DEV, "leg_pid", "leg_pct", "bucket"],
-        right_on=[DEV, "ev_pid", "ev_pct", "bucket"],
-        nulls_equal=True,
-    ).with_columns(pl.col("leg_pid").alias("ev_pid"), pl.col("leg_pct").alias("ev_pct"))
+    pairs = (
+        _spread(legs.lazy())
+        .join(
+            ev.lazy(),
+            left_on=[DEV, "leg_pid", "leg_pct", "bucket"],
+            right_on=[DEV, "ev_pid", "ev_pct", "bucket"],
+            nulls_equal=True,
+        )
+        .with_columns(pl.col("leg_pid").alias("ev_pid"), pl.col("leg_pct").alias("ev_pct"))
+    )
     pairs = _with_delta(pairs, tol_us)
     ports_agree = pl.col("ev_port").is_null() | pl.col("leg_port").is_null()
     ports_agree |= pl.col("ev_port") == pl.col("leg_port")
@@ -176,7 +186,7 @@ def process_candidates(legs: pl.DataFrame, ev: pl.DataFrame, tol_us: int) -> pl.
     socket_agrees |= (pl.col("ev_ip") == pl.col("leg_ip")) & (
         pl.col("ev_rport").is_null() | (pl.col("ev_rport") == pl.col("leg_rport"))
     )
-    return pairs.filter((ports_agree & socket_agrees).fill_null(False))
+    return pairs.filter((ports_agree & socket_agrees).fill_null(False)).collect()
 
 
 def first_requests(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -186,12 +196,13 @@ def first_requests(pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     req = pl.col(KIND) == REQ
     requests = pairs.filter(req)
     hosts = requests.group_by(LEG_ID).agg(pl.col("dom").n_unique().cast(pl.Int32).alias(REQ_HOSTS))
-    later = requests.sort([LEG_ID, "ev_ts", "ev_rid", EV_ID]).filter(
-        pl.col(LEG_ID).is_first_distinct().not_()
+    first = requests.sort([LEG_ID, "ev_ts", "ev_rid", EV_ID]).filter(
+        pl.col(LEG_ID).is_first_distinct()
     )
-    if later.is_empty():
+    if first.height == requests.height:
         return pairs, hosts
-    return pairs.join(later.select(LEG_ID, EV_ID), on=[LEG_ID, EV_ID], how="anti"), hosts
+    # The other pairs and the first requests: no rule depends on the order of the pairs.
+    return pl.concat([pairs.filter(~req), first]), hosts
 
 
 def resolve(
@@ -338,12 +349,11 @@ def link(rows: pl.LazyFrame, window: DayWindow, params: LinkParams) -> LinkResul
     in_context = pl.col(s.TIMESTAMP).is_between(
         window.context_start, window.context_end, closed="left"
     )
-    events = rows.filter(in_context & pl.col(ROLE).is_in([LEG, *EVIDENCE_ROLES])).collect()
-    legs = _legs(events, tol_us)
-    ev = _evidence(events, tol_us)
+    events = rows.filter(in_context & pl.col(ROLE).is_in([LEG, *EVIDENCE_ROLES]))
+    legs, ev = pl.collect_all([_legs(events, tol_us), _evidence(events, tol_us)])
 
     pairs1 = socket_candidates(legs, ev, tol_us)
-    contested1 = pairs1.select(EV_ID).unique()
+    contested1 = pairs1.select(EV_ID)  # with repeats: only anti-joined and tested against
     pairs1, hosts = first_requests(pairs1)  # rebinding frees the full candidate frame
     taken1, left1, shared1 = resolve(pairs1)
     linked1 = _summarise(taken1, s.METHOD_SOCKET, hosts)
@@ -371,9 +381,9 @@ def link(rows: pl.LazyFrame, window: DayWindow, params: LinkParams) -> LinkResul
     taken2, left2, shared2 = resolve(pairs2)
     linked2 = _summarise(taken2, s.METHOD_PROCESS, hosts.clear())
 
-    used = pl.concat([contested1, corroborating, pairs2.select(EV_ID)]).unique()
+    used = pl.concat([contested1, corroborating, pairs2.select(EV_ID)])
     proxied = proxied_targets(ev.join(used, on=EV_ID, how="anti"), tol_us)
-    used = pl.concat([used, proxied.select(pl.col("proxy_ev").alias(EV_ID))]).unique()
+    used = pl.concat([used, proxied.select(pl.col("proxy_ev").alias(EV_ID))])
     ambiguous = pl.concat([left1.select(LEG_ID), left2.select(LEG_ID)]).unique()
     return LinkResult(
         links=pl.concat([linked1, linked2]),
@@ -401,14 +411,23 @@ def proxied_targets(spare: pl.DataFrame, tol_us: int) -> pl.DataFrame:
         "bucket",
     )
     with_port = targets.filter(pl.col("ev_port").is_not_null())
-    by_port = inspected.join(
-        _spread(with_port), left_on=[DEV, "leg_port", "bucket"], right_on=[DEV, "ev_port", "bucket"]
-    ).filter(pl.col("dom") == pl.col("proxy_dom"))
+    by_port = (
+        inspected.lazy()
+        .join(
+            _spread(with_port.lazy()),
+            left_on=[DEV, "leg_port", "bucket"],
+            right_on=[DEV, "ev_port", "bucket"],
+        )
+        .filter(pl.col("dom") == pl.col("proxy_dom"))
+    )
     without = targets.filter(pl.col("ev_port").is_null())
-    by_name = inspected.join(
-        _spread(without), left_on=[DEV, "proxy_dom", "bucket"], right_on=[DEV, "dom", "bucket"]
+    by_name = inspected.lazy().join(
+        _spread(without.lazy()),
+        left_on=[DEV, "proxy_dom", "bucket"],
+        right_on=[DEV, "dom", "bucket"],
     )
     columns = [EV_ID, "proxy_ev", "ev_ts", "leg_ts"]
-    pairs = _with_delta(pl.concat([by_port.select(columns), by_name.select(columns)]), tol_us)
+    both = pl.concat([by_port.select(columns), by_name.select(columns)])
+    pairs = _with_delta(both, tol_us).collect()
     nearest = pairs.sort([pl.col("delta_us").abs(), "proxy_ev"])
     return nearest.unique(EV_ID, keep="first", maintain_order=True).select(EV_ID, "proxy_ev")
