@@ -10,6 +10,7 @@ exit code from `jobs.errors`; a traceback is shown only with --debug.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ from proxylink.jobs.cli.render import error
 from proxylink.jobs.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, ProxylinkError, printable
 from proxylink.transforms.engine import EngineUnavailable
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -33,6 +34,18 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
+
+
+def console() -> None:
+    """The `proxylink` console script: `main`, then the exit.
+
+    Before the exit every object is frozen out of the garbage collector: the interpreter's last
+    collections would otherwise walk all the objects a run made (great-expectations leaves
+    hundreds of thousands), 0.6 s of a 19 s bench run. Everything that must be closed, flushed
+    or removed is by then; in-process callers of `main` keep their collector as it is."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

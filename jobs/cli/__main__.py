@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from proxylink.jobs.cli import console
 
-from proxylink.jobs.cli import main
-
-sys.exit(main())
+console()

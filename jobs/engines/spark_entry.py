@@ -10,9 +10,7 @@ environment as the driver: proxylink and its dependencies (see deploy/spark/spar
 
 from __future__ import annotations
 
-import sys
-
-from proxylink.jobs.cli import main
+from proxylink.jobs.cli import console
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    console()

@@ -19,16 +19,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
 from proxylink.jobs.errors import ConfigError, InputError
 from proxylink.jobs.nightly.manifest import read_snapshot
 from proxylink.jobs.nightly.publish import CURATED_TABLE, REJECTS_TABLE
+
+if TYPE_CHECKING:  # pyarrow.dataset imports pandas: a run imports it in the background
+    import pyarrow.dataset as pads
 
 log = logging.getLogger(__name__)
 
