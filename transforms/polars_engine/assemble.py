@@ -201,15 +201,10 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     day)."""
     day = events.lazy().select(DECIDE_COLUMNS).filter(pl.col(HOME_DAY) == window.day)
     links = result.links.lazy().rename({LEG_ID: ID})
+    # Membership, not joins, where a result only flags rows.
     used = pl.col(ID).is_in(result.used_evidence[EV_ID].implode()).alias("_used")
-    ambiguous = (
-        result.ambiguous.lazy().rename({LEG_ID: ID}).with_columns(pl.lit(True).alias("_amb"))
-    )
-    shared = (
-        result.ambiguous_evidence.lazy()
-        .rename({EV_ID: ID})
-        .with_columns(pl.lit(True).alias("_amb"))
-    )
+    ambiguous = pl.col(ID).is_in(result.ambiguous[LEG_ID].implode()).alias("_amb")
+    shared = pl.col(ID).is_in(result.ambiguous_evidence[EV_ID].implode()).alias("_amb")
     # A target-IP row of a proxied socket whose leg is missing: the proxy row's place.
     proxy_row = pl.col("proxy_ev")
     targets = (
@@ -224,8 +219,8 @@ def decide(events: pl.DataFrame, result: LinkResult, window: DayWindow) -> Decis
     # Join each result only to the rows it can concern: links to legs, use to evidence.
     is_leg = pl.col(ROLE) == LEG
     is_ev = pl.col(ROLE).is_in(EVIDENCE_ROLES)
-    legs = day.filter(is_leg).join(links, on=ID, how="left").join(ambiguous, on=ID, how="left")
-    evidence = day.filter(is_ev).with_columns(used).join(shared, on=ID, how="left")
+    legs = day.filter(is_leg).join(links, on=ID, how="left").with_columns(ambiguous)
+    evidence = day.filter(is_ev).with_columns(used, shared)
     evidence = evidence.join(targets, on=ID, how="left")
     rest = day.filter(~is_leg & ~is_ev)
     plan = pl.concat([legs, evidence, rest], how="diagonal")
