@@ -24,14 +24,12 @@ import polars as pl
 from proxylink.jobs.config import Config
 from proxylink.jobs.nightly import lake, stage
 from proxylink.jobs.nightly.plan import PlannedFile
-from proxylink.jobs.nightly.publish import CURATED_TABLE
 from proxylink.jobs.nightly.stage import StageTargets
 from proxylink.jobs.timing import Timer
 from proxylink.transforms import discover
 from proxylink.transforms.aggregates import DOMAIN_DAILY_TABLE
 from proxylink.transforms.engine import DayResult
 from proxylink.transforms.params import DayWindow, LinkParams
-from proxylink.transforms.polars_engine import aggregates
 from proxylink.transforms.polars_engine.engine import build_day
 from proxylink.transforms.psl import SuffixRules
 
@@ -124,12 +122,14 @@ class PolarsRunner:
                     ),
                 )
             with timer.step("write"):
-                staged = lake.guarded(scan.files, partial(stage.stage_rows, frames, day.targets))
+                rows = lake.guarded(scan.files, partial(stage.stage_rows, frames, day.targets))
                 del frames  # and with them the decisions of the output rows
             with timer.step("aggregate"):
-                curated = pl.scan_parquet(staged[CURATED_TABLE])
-                partials = aggregates.domain_partials(curated)
-                staged[DOMAIN_DAILY_TABLE] = stage.stage_domains(partials, day.rules, day.targets)
+                partials = tuple(p.lazy() for p in rows.domains)
+                staged = rows.files
+                staged[DOMAIN_DAILY_TABLE] = stage.stage_domains(
+                    (partials[0], partials[1]), day.rules, day.targets
+                )
             return Built(summary.result(scan.names), scan.files, staged, list(scan.skipped))
 
         return with_skipping(day.planned, day.on_corrupt, day.targets, attempt)

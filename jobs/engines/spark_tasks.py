@@ -44,7 +44,6 @@ import pyarrow as pa
 
 from proxylink.jobs.nightly import lake, publish, stage
 from proxylink.jobs.nightly.plan import PlannedFile
-from proxylink.jobs.nightly.publish import CURATED_TABLE
 from proxylink.jobs.nightly.stage import StageTargets
 from proxylink.transforms import discover as d
 from proxylink.transforms import schema as s
@@ -238,11 +237,10 @@ def build_partitions(batches: Iterable[pa.RecordBatch], job: DayJob) -> Iterator
         raw = pl.scan_ipc(blobs) if blobs else pl.LazyFrame(schema=job.target)
         frames, summary = build_day(raw, job.window, job.params, job.names)
         t_link = time.perf_counter()
-        staged = stage.stage_rows(frames, job.targets, part)
+        rows = stage.stage_rows(frames, job.targets, part)
+        staged = rows.files
         t_write = time.perf_counter()
-        urls, procs = pl.collect_all(
-            list(aggregates.domain_partials(pl.scan_parquet(staged[CURATED_TABLE])))
-        )
+        urls, procs = rows.domains
         records = [*_routed(URLS, urls, job.domain_keys), *_routed(PROCS, procs, job.domain_keys)]
         _maybe_fail(job, "build", part, attempt)
         done = time.perf_counter()

@@ -124,18 +124,28 @@ def _incomplete(path: Path) -> str | None:
 _IO_ERROR = re.compile(r"IO error: ([^\n(]*\(os error \d+\))")
 
 
-def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[str, list[Path]]:
+@dataclass(frozen=True)
+class StagedRows:
+    """A build's staged files per table, and the `domain_daily` partials of its curated rows
+    (`aggregates.domain_partials`, collected)."""
+
+    files: dict[str, list[Path]]
+    domains: tuple[pl.DataFrame, pl.DataFrame]
+
+
+def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> StagedRows:
     """Stage a build's curated and rejected rows, and its `proxy_coverage` (local to a device,
     so it is exact for any set of whole devices), from the staged curated rows and the build's
-    evidence summary.
+    evidence summary; and summarise the curated rows for `domain_daily`.
 
     In each chunk the curated rows and the rejects stream in one query, so the raw rows they
-    share are read once."""
+    share are read once; the coverage and the domain partials share one read of the staged
+    curated rows."""
     tables = targets.tables
     written: dict[str, list[Path]] = {CURATED_TABLE: [], REJECTS_TABLE: []}
     for chunk in frames.chunks:
         outputs = [(chunk.curated, tables[CURATED_TABLE]), (chunk.rejects, tables[REJECTS_TABLE])]
-        (curated, rejects), (misaligned,) = sink_together(
+        (curated_file, rejects_file), (misaligned,) = sink_together(
             outputs, [chunk.misaligned], targets, part
         )
         if misaligned.item() != 0:
@@ -144,13 +154,18 @@ def stage_rows(frames: DayFrames, targets: StageTargets, part: int = 0) -> dict[
                 f"internal error: {misaligned.item()} output row(s) were set beside another "
                 "row's decisions; nothing was published"
             )
-        written[CURATED_TABLE].append(curated)
-        written[REJECTS_TABLE].append(rejects)
-    coverage = aggregates.proxy_coverage(
-        pl.scan_parquet(written[CURATED_TABLE]), frames.evidence.lazy(), targets.day
+        written[CURATED_TABLE].append(curated_file)
+        written[REJECTS_TABLE].append(rejects_file)
+    curated = pl.scan_parquet(written[CURATED_TABLE])
+    coverage = aggregates.proxy_coverage(curated, frames.evidence.lazy(), targets.day)
+    paths, (urls, procs) = sink_together(
+        [(coverage, tables[PROXY_COVERAGE_TABLE])],
+        list(aggregates.domain_partials(curated)),
+        targets,
+        part,
     )
-    written[PROXY_COVERAGE_TABLE] = [sink(coverage, tables[PROXY_COVERAGE_TABLE], targets, part)]
-    return written
+    written[PROXY_COVERAGE_TABLE] = paths
+    return StagedRows(written, (urls, procs))
 
 
 def stage_domains(
