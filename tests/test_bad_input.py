@@ -213,6 +213,36 @@ def test_exact_duplicates_are_dropped_and_key_clashes_rejected(
 
 
 @pytest.mark.parametrize(
+    ("change", "clashes"),
+    [
+        ({s.REMOTE_IP: "::ffff:10.20.0.5"}, True),  # another spelling is other content
+        ({s.DEVICE_NAME: "other-host"}, True),
+        ({"InitiatingProcessFileName": "other.exe"}, True),  # a column linking never reads
+        ({s.ADDITIONAL_FIELDS: '{"direction":"In"}'}, True),
+        ({s.ADDITIONAL_FIELDS: '{ "direction" : "Out" }'}, False),  # JSON spaced otherwise
+        ({s.DEVICE_NAME: "  "}, False),  # blank is no value: the copies agree
+    ],
+)
+def test_rows_sharing_a_key_are_compared_in_every_column(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    engine: str,
+    change: dict[str, str],
+    clashes: bool,
+) -> None:
+    """Copies of one event are compared in the columns linking reads and in those it never
+    reads alike: any difference in a column both carry is a clash, a blank is no value."""
+    a = leg(0, 50001, **{s.ADDITIONAL_FIELDS: '{"direction":"Out"}'})
+    events = write_lake(tmp_path, frame([a, dict(a, **change)]))
+    code, _ = run_cli(capsys, events, tmp_path / "cur", engine=engine)
+    assert code == 0
+    m = manifest(tmp_path / "cur")
+    assert m["counts"]["curated"] == 1
+    assert m["reject_reasons"] == ({"duplicate_key": 1} if clashes else {})
+    assert m["counts"]["duplicate"] == (0 if clashes else 1)
+
+
+@pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--proxy", "10.20.0.999"], "is not an IP address"),

@@ -23,6 +23,7 @@ from proxylink.transforms.polars_engine.classify import (
     DOMAIN,
     OUTSIDE_HOUR,
     PART_DAY,
+    RAW_TEXT,
     ROLE,
     TARGET_PORT,
     UNKNOWN_ACTION,
@@ -73,18 +74,28 @@ def _row_id() -> pl.Expr:
     return pl.col(FILE).cast(pl.UInt64) * (1 << 32) + pl.col(ROW).cast(pl.UInt64)
 
 
+# The content columns the narrow rows carry as they were read: the number and time columns as
+# typed (the same as read for every valid row), the text ones as codes (`RAW_TEXT`, and DeviceId
+# and DeviceName with blanks as null, as compared). Dedupe reads only the others again.
+_CARRIED = (
+    *(s.TIMESTAMP, s.REPORT_ID, s.REMOTE_PORT, s.LOCAL_PORT, s.PROCESS_ID, s.PROCESS_CREATION),
+    *(s.DEVICE_ID, s.DEVICE_NAME, *RAW_TEXT),
+)
+
+
 def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
-    """Add `_id` and `_fate` (ok, duplicate or rejected) to the narrow rows.
+    """Add `_id` and `_fate` (ok, duplicate or rejected) to the narrow rows, and let go of the
+    text columns they carry only for this (`RAW_TEXT`).
 
     Rows that share the event key are one event exported more than once when they agree on
     every column both carry a value in (blank text counts as none): files of one lake differ in
     which optional columns they have, and a Log Analytics export adds its own. Of such copies
     the one with the most values is kept, the others are duplicates. A row that differs from the
     kept one in a column both carry breaks the contract and is rejected (`duplicate_key`).
-    Only rows that share their key are compared column by column (from a second read), and
-    only their fates are rewritten.
+    Only rows that share their key are compared column by column (the columns the narrow rows
+    do not carry from a second read), and only their fates are rewritten.
     """
-    frame = narrow.with_columns(
+    frame = narrow.drop(RAW_TEXT).with_columns(
         _row_id().alias(ID),
         pl.when(pl.col(REJECT).is_not_null())
         .then(pl.lit(REJECTED, FATE_TYPE))
@@ -94,25 +105,38 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     # A hash of the key finds the candidates with far less memory than a window over the key;
     # a collision only adds a candidate, which the exact comparison below then keeps apart.
     keys = frame.select(pl.struct(_KEY).hash(seed=0).alias("_key")).to_series()
-    shared = (pl.col(FATE) == OK) & pl.lit(_repeated(keys))
+    shared = pl.col(REJECT).is_null() & pl.lit(_repeated(keys))  # valid rows that share a key
     narrow_tie = [c for c in _TIE if c != _RIP_TEXT]
-    # The domain as its text: codes follow the order strings were first seen.
-    clash = frame.filter(shared).select(FILE, ROW, ID, *_KEY, *narrow_tie)
-    clash = clash.with_columns(pl.col(DOMAIN).cast(pl.String))
-    if clash.is_empty():
-        return frame
     schema = raw.collect_schema()
     content = [c for c in schema if not c.startswith("_")]
-    rows = (
-        _of(raw, clash)
-        .select(FILE, ROW, *[_comparable(c, schema[c]).alias(f"_c_{c}") for c in content])
-        .with_columns(
-            pl.col(f"_c_{s.REMOTE_IP}").alias(_RIP_TEXT),
-            pl.sum_horizontal(pl.col(f"_c_{c}").is_not_null() for c in content).alias(_FILLED),
+    carried = [c for c in content if c in _CARRIED]
+    # The domain as its text: codes follow the order strings were first seen.
+    clash = (
+        narrow.lazy()
+        .filter(shared)
+        .select(
+            FILE,
+            ROW,
+            _row_id().alias(ID),
+            *_KEY,
+            *narrow_tie,
+            *[_comparable(c, schema[c], narrow.schema[c]).alias(f"_c_{c}") for c in carried],
         )
+        .with_columns(pl.col(DOMAIN).cast(pl.String))
         .collect()
     )
-    clash = clash.join(rows, on=[FILE, ROW], how="left").sort(
+    if clash.is_empty():
+        return frame
+    wide = [c for c in content if c not in _CARRIED]
+    if wide:
+        rows = _of(raw, clash).select(
+            FILE, ROW, *[_comparable(c, schema[c]).alias(f"_c_{c}") for c in wide]
+        )
+        clash = clash.join(rows.collect(), on=[FILE, ROW], how="left")
+    clash = clash.with_columns(
+        pl.col(f"_c_{s.REMOTE_IP}").alias(_RIP_TEXT),
+        pl.sum_horizontal(pl.col(f"_c_{c}").is_not_null() for c in content).alias(_FILLED),
+    ).sort(
         [*_KEY, _FILLED, *_TIE, FILE, ROW],
         descending=[False] * len(_KEY) + [True] + [False] * (len(_TIE) + 2),
         nulls_last=True,
@@ -148,10 +172,13 @@ def _repeated(values: pl.Series) -> pl.Series:
     return values.is_in(repeated.implode())
 
 
-def _comparable(name: str, dtype: pl.DataType) -> pl.Expr:
+def _comparable(name: str, dtype: pl.DataType, held: pl.DataType | None = None) -> pl.Expr:
     """A column as two exports of one event are compared: blank text is no value, and JSON
-    text is compared without its whitespace (an object and its text differ only there)."""
+    text is compared without its whitespace (an object and its text differ only there).
+    `held` is the column's type where it is held otherwise than read (text as codes)."""
     value = pl.col(name)
+    if isinstance(held, pl.Categorical):
+        value = value.cast(pl.String)
     if dtype != pl.String:
         return value
     value = pl.when(value.str.contains(r"^\s*$")).then(None).otherwise(value)

@@ -63,6 +63,10 @@ BAD_NAME = "_bad_name"  # the row named a destination that is not a host name
 
 ROLES = pl.Enum(ROLE_NAMES)  # the role column's type
 
+# Text columns the narrow rows also carry as they were read (codes of the build's categories),
+# so that dedupe compares rows that share a key without reading them again.
+RAW_TEXT = (s.ACTION_TYPE, s.REMOTE_IP, s.REMOTE_URL, s.ADDITIONAL_FIELDS)
+
 # What linking and counting need of every row; strings are replaced by integer codes to keep
 # the one eager frame of the run small.
 NARROW_COLUMNS = (
@@ -88,6 +92,7 @@ NARROW_COLUMNS = (
     OUTSIDE_HOUR,
     UNKNOWN_ACTION,
     BAD_NAME,
+    *RAW_TEXT,
 )
 
 
