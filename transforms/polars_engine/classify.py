@@ -284,9 +284,9 @@ class _Texts:
         self.values = pl.concat([categories.to_series(), pl.Series([None], dtype=pl.String)])
         self.null = len(self.values) - 1
 
-    def at(self, codes: pl.Series) -> pl.Series:
-        """Each row's place in `values`."""
-        return codes.to_physical().fill_null(self.null)
+    def at(self, column: str) -> pl.Expr:
+        """Each row's place in `values`, by the code in `column`."""
+        return pl.col(column).to_physical().fill_null(self.null)
 
     def judged(self, expr: pl.Expr) -> pl.Series:
         """`expr` of `pl.col("v")`, judged once per distinct value."""
@@ -297,27 +297,32 @@ class _Texts:
         return texts.cast(pl.Categorical(self.categories))
 
 
+def _looked_up(table: pl.Series, place: pl.Expr) -> pl.Expr:
+    """Each row's value in a table judged once per distinct value (or combination)."""
+    return pl.lit(table).gather(place)
+
+
 def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
-    """The narrow frame, in one chunk: each row's role, destination domain and target port, its
-    reject reason and the integer codes that linking joins on.
+    """The narrow frame: each row's role, destination domain and target port, its reject
+    reason and the integer codes that linking joins on.
 
     The rows are read with their text columns as codes (`normalise.normalise`): every rule on
     text (blanks, the JSON fields, host-name normalisation, the proxy sockets, the role) is
     judged once per distinct value or combination, and each row looks its result up by its
-    codes. A day has millions of rows but only thousands of distinct texts.
+    codes, in one query. A day has millions of rows but only thousands of distinct texts.
     """
     categories = pl.Categories.random()
     rows = normalise(raw, params, categories).collect()
     texts = _Texts(categories)
-    at = {c: texts.at(rows[c]) for c in TEXT_COLUMNS}
     v = pl.col("v")
+    at = {c: f"_at_{c}" for c in TEXT_COLUMNS}
+    frame = rows.lazy().with_columns(texts.at(c).alias(at[c]) for c in TEXT_COLUMNS)
 
     # ActionType: which text it names a destination in, and whether Defender documents it.
     action = blank_to_null(v)
     kinds = pl.lit(0, pl.UInt8)
     for i, (name, _) in reversed(list(enumerate(_NAMED_BY))):
         kinds = pl.when(action == name).then(pl.lit(i + 1, pl.UInt8)).otherwise(kinds)
-    kind = texts.judged(kinds).gather(at[s.ACTION_TYPE])
     undocumented = pl.when(~action.is_in(s.KNOWN_ACTION_TYPES).fill_null(True))
     unknown = texts.code(texts.judged(undocumented.then(action.fill_null("(null)"))))
     # What each distinct text names, as each kind of row that names something reads it, and
@@ -342,18 +347,13 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
     for i, (_, column) in reversed(list(enumerate(_NAMED_BY))):
         section = (
             pl.when(pl.col(_KIND) == i + 1)
-            .then(pl.lit(i * n, pl.UInt32) + pl.col(f"_at_{column}"))
+            .then(pl.lit(i * n, pl.UInt32) + pl.col(at[column]))
             .otherwise(section)
         )
-    place = pl.DataFrame(
-        [kind.alias(_KIND), *(at[c].alias(f"_at_{c}") for c in (s.REMOTE_URL, s.ADDITIONAL_FIELDS))]
-    ).select(section.alias(_AT))[_AT]
-    domain = texts.code(named[DOMAIN])
-    af_bad = named[_AF_BAD].gather(place)
     # The proxy sockets: judged once per distinct (address, port).
-    port = rows[s.REMOTE_PORT].cast(pl.Int64)
-    ip = at[s.REMOTE_IP].cast(pl.Int64) * 65537 + (port + 1).fill_null(0)
-    keys = ip.unique()
+    socket = pl.col(at[s.REMOTE_IP]).cast(pl.Int64) * 65537
+    socket += (pl.col(s.REMOTE_PORT).cast(pl.Int64) + 1).fill_null(0)
+    keys = frame.select(socket.unique().alias("_key")).collect()["_key"]
     sockets = pl.DataFrame(
         [
             keys.alias("_key"),
@@ -366,32 +366,41 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
         pl.when(pl.col("_port") > 0).then(pl.col("_port") - 1),
         params.proxies,
     )
-    to_proxy = ip.is_in(sockets.filter(proxy)["_key"].implode())
+    proxies = sockets.filter(proxy)["_key"]
     # The role, judged once per place and each of (proxied or not) x (with a process or not).
     combos = pl.DataFrame({TO_PROXY: [False, False, True, True], s.PROCESS_ID: [0, 1, 0, 1]})
     roles = named.join(combos, how="cross", maintain_order="left_right").select(role().alias(ROLE))
-    has_process = rows[s.PROCESS_ID].fill_null(0) != 0
-    picked = place * 4 + to_proxy.cast(pl.UInt32) * 2 + has_process.cast(pl.UInt32)
-    no_device = texts.judged(blank_to_null(v).is_null()).gather(at[s.DEVICE_ID])
+    has_process = pl.col(s.PROCESS_ID).fill_null(0) != 0
+    picked = pl.col(_AT) * 4 + socket.is_in(proxies.implode()).cast(pl.UInt32) * 2
+    picked += has_process.cast(pl.UInt32)
+    no_device = _looked_up(texts.judged(blank_to_null(v).is_null()), pl.col(at[s.DEVICE_ID]))
     rip = texts.code(texts.judged(_unmapped(blank_ip_to_null(v)))).to_physical()
     device_name = texts.code(texts.judged(blank_to_null(v)))
-    text_rules = {"null_DeviceId": pl.lit(no_device), "bad_AdditionalFields": pl.lit(af_bad)}
-    mask = pl.col(MASK) | reject_mask(text_rules)
+    place = pl.col(_AT)
+    text_rules = {
+        "null_DeviceId": pl.col("_no_device"),
+        "bad_AdditionalFields": _looked_up(named[_AF_BAD], place),
+    }
     ts = pl.col(s.TIMESTAMP)
     return (
-        rows.with_columns(
-            pl.when(~no_device).then(rows[s.DEVICE_ID]).alias(s.DEVICE_ID),
-            device_name.gather(at[s.DEVICE_NAME]).alias(s.DEVICE_NAME),
-            rip.gather(at[s.REMOTE_IP]).alias(RIP),
-            roles[ROLE].gather(picked).alias(ROLE),
-            domain.gather(place).alias(DOMAIN),
-            named[BAD_NAME].gather(place).alias(BAD_NAME),
-            pl.when(kind == 1 + _NAMED_BY.index((s.CONNECTION_SUCCESS, s.REMOTE_URL)))
+        frame.with_columns(
+            _looked_up(texts.judged(kinds), pl.col(at[s.ACTION_TYPE])).alias(_KIND),
+            no_device.alias("_no_device"),
+        )
+        .with_columns(section.alias(_AT))
+        .with_columns(
+            pl.when(~pl.col("_no_device")).then(pl.col(s.DEVICE_ID)).alias(s.DEVICE_ID),
+            _looked_up(device_name, pl.col(at[s.DEVICE_NAME])).alias(s.DEVICE_NAME),
+            _looked_up(rip, pl.col(at[s.REMOTE_IP])).alias(RIP),
+            _looked_up(roles[ROLE], picked).alias(ROLE),
+            _looked_up(texts.code(named[DOMAIN]), place).alias(DOMAIN),
+            _looked_up(named[BAD_NAME], place).alias(BAD_NAME),
+            pl.when(pl.col(_KIND) == 1 + _NAMED_BY.index((s.CONNECTION_SUCCESS, s.REMOTE_URL)))
             .then(pl.col(s.REMOTE_PORT))
-            .otherwise(named[TARGET_PORT].gather(place))
+            .otherwise(_looked_up(named[TARGET_PORT], place))
             .alias(TARGET_PORT),
-            unknown.gather(at[s.ACTION_TYPE]).alias(UNKNOWN_ACTION),
-            first_reason(mask).alias(REJECT),
+            _looked_up(unknown, pl.col(at[s.ACTION_TYPE])).alias(UNKNOWN_ACTION),
+            first_reason(pl.col(MASK) | reject_mask(text_rules)).alias(REJECT),
         )
         .with_columns(
             pl.col(s.DEVICE_ID).to_physical().alias(DEV),
@@ -402,4 +411,5 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
             .alias(HOME_DAY),
         )
         .select(NARROW_COLUMNS)
+        .collect()
     )
