@@ -405,6 +405,8 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
         .with_columns(
             pl.col(s.DEVICE_ID).to_physical().alias(DEV),
             pl.col(DOMAIN).to_physical().alias(DOMAIN_CODE),
+            # A row's home day is the UTC date of its Timestamp; a rejected row belongs to the
+            # day of its partition, so each row is counted by exactly one day's run.
             pl.when(pl.col(REJECT).is_null())
             .then(utc_date(ts))
             .otherwise(pl.col(PART_DAY))

@@ -2,7 +2,9 @@
 
 Real exports mix nulls and empty strings, store ports as strings now and then and sometimes
 carry `AdditionalFields` as an object. Every row keeps its place (`_file`, `_row`): a row that
-breaks the contract gets a reason in `_reject` instead of being dropped, so the counts reconcile.
+breaks the contract gets a reason instead of being dropped, so the counts reconcile. The rules
+on numbers and times are judged per row here (`_mask`); those on text per distinct value, in
+`classify`, which names the first broken rule (`_reject`).
 """
 
 from __future__ import annotations
@@ -113,15 +115,22 @@ def blank_ip_to_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.contains(r"^\s*-\s*$")).then(None).otherwise(expr)
 
 
+def ports() -> list[pl.Expr]:
+    """The port columns as the contract types them: a port outside 0..65535 is none."""
+    typed = []
+    for name in of_kind(PORT):
+        value = pl.col(name).cast(pl.Int64)
+        typed.append(pl.when(value.is_between(0, 65535)).then(value).cast(pl.Int32).alias(name))
+    return typed
+
+
 def coerce(raw: pl.LazyFrame) -> pl.LazyFrame:
     """The contract columns with contract types: blanks are null, ports outside 0..65535 null."""
     typed: list[pl.Expr] = []
     for name in of_kind(STRING):
         clean = blank_ip_to_null if name in (s.REMOTE_IP, s.LOCAL_IP) else blank_to_null
         typed.append(clean(pl.col(name)).alias(name))
-    for name in of_kind(PORT):
-        value = pl.col(name).cast(pl.Int64)
-        typed.append(pl.when(value.is_between(0, 65535)).then(value).cast(pl.Int32).alias(name))
+    typed += ports()
     typed.append(pl.col(s.REPORT_ID).cast(pl.Int64))
     typed.append(pl.col(s.PROCESS_ID).cast(pl.Int64))
     return raw.with_columns(typed)
@@ -184,17 +193,13 @@ def normalise(raw: pl.LazyFrame, params: LinkParams, categories: pl.Categories) 
         | (ts >= pl.col(PART_END) + skew),
     }
     assert set(checks) | set(TEXT_RULES) == set(s.REJECT_REASONS) - {"duplicate_key"}
-    ports = []
-    for name in of_kind(PORT):
-        value = pl.col(name).cast(pl.Int64)
-        ports.append(pl.when(value.is_between(0, 65535)).then(value).cast(pl.Int32).alias(name))
     code = pl.Categorical(categories)
     return raw.select(
         FILE,
         ROW,
         ts,
         pl.col(s.REPORT_ID).cast(pl.Int64),
-        *ports,
+        *ports(),
         pl.col(s.PROCESS_ID).cast(pl.Int64),
         pl.col(s.PROCESS_CREATION),
         *[pl.col(c).cast(pl.String).cast(code) for c in TEXT_COLUMNS],
