@@ -371,8 +371,9 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
     combos = pl.DataFrame({TO_PROXY: [False, False, True, True], s.PROCESS_ID: [0, 1, 0, 1]})
     roles = named.join(combos, how="cross", maintain_order="left_right").select(role().alias(ROLE))
     has_process = pl.col(s.PROCESS_ID).fill_null(0) != 0
-    picked = pl.col(_AT) * 4 + socket.is_in(proxies.implode()).cast(pl.UInt32) * 2
-    picked += has_process.cast(pl.UInt32)
+    # In 64 bits: four places per row of `named` would wrap 32 bits at 358M distinct texts.
+    picked = pl.col(_AT).cast(pl.Int64) * 4 + socket.is_in(proxies.implode()).cast(pl.Int64) * 2
+    picked += has_process.cast(pl.Int64)
     no_device = _looked_up(texts.judged(blank_to_null(v).is_null()), pl.col(at[s.DEVICE_ID]))
     rip = texts.code(texts.judged(_unmapped(blank_ip_to_null(v)))).to_physical()
     device_name = texts.code(texts.judged(blank_to_null(v)))
