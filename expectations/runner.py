@@ -118,7 +118,8 @@ def preload() -> threading.Thread:
     cores the link core leaves idle instead of competing with its threads for them. Measured on
     the 2-core bench machine, at normal priority it slowed the classify step it overlapped by
     about as much as it hid. A validation that needs it before it is done waits for it at the
-    import lock, when nothing else is runnable."""
+    import lock, when the job's own threads are idle; only on a machine whose cores other
+    processes keep busy would the import then wait its turn behind them."""
     thread = threading.Thread(target=_import_gx_idle, name="gx-preload", daemon=True)
     thread.start()
     return thread
