@@ -374,24 +374,21 @@ def classify(raw: pl.LazyFrame, params: LinkParams) -> pl.DataFrame:
     # In 64 bits: four places per row of `named` would wrap 32 bits at 358M distinct texts.
     picked = pl.col(_AT).cast(pl.Int64) * 4 + socket.is_in(proxies.implode()).cast(pl.Int64) * 2
     picked += has_process.cast(pl.Int64)
-    no_device = _looked_up(texts.judged(blank_to_null(v).is_null()), pl.col(at[s.DEVICE_ID]))
     rip = texts.code(texts.judged(_unmapped(blank_ip_to_null(v)))).to_physical()
-    device_name = texts.code(texts.judged(blank_to_null(v)))
+    cleaned = texts.code(texts.judged(blank_to_null(v)))  # a blank's code is null
     place = pl.col(_AT)
     text_rules = {
-        "null_DeviceId": pl.col("_no_device"),
+        "null_DeviceId": pl.col(s.DEVICE_ID).is_null(),
         "bad_AdditionalFields": _looked_up(named[_AF_BAD], place),
     }
     ts = pl.col(s.TIMESTAMP)
     return (
         frame.with_columns(
             _looked_up(texts.judged(kinds), pl.col(at[s.ACTION_TYPE])).alias(_KIND),
-            no_device.alias("_no_device"),
+            *(_looked_up(cleaned, pl.col(at[c])).alias(c) for c in (s.DEVICE_ID, s.DEVICE_NAME)),
         )
         .with_columns(section.alias(_AT))
         .with_columns(
-            pl.when(~pl.col("_no_device")).then(pl.col(s.DEVICE_ID)).alias(s.DEVICE_ID),
-            _looked_up(device_name, pl.col(at[s.DEVICE_NAME])).alias(s.DEVICE_NAME),
             _looked_up(rip, pl.col(at[s.REMOTE_IP])).alias(RIP),
             _looked_up(roles[ROLE], picked).alias(ROLE),
             _looked_up(texts.code(named[DOMAIN]), place).alias(DOMAIN),
