@@ -152,8 +152,7 @@ NAMED_AT = "_named_at"  # when a device last had a name, in a per-device summary
 def device_names(rows: pl.LazyFrame, count: str) -> pl.LazyFrame:
     """Per device of `rows` (DeviceId, DeviceName, Timestamp; as text or as categorical codes):
     how many rows (`count`), and the name it had last (ties by the name itself) with when
-    (`NAMED_AT`). Summaries of any split of the rows merge into the summary of all
-    (`merge_device_names`).
+    (`NAMED_AT`).
 
     The rows are counted per device and name first, on their codes where they are codes, so
     that only those few pairs are compared as text."""
@@ -161,26 +160,15 @@ def device_names(rows: pl.LazyFrame, count: str) -> pl.LazyFrame:
     pairs = rows.group_by(s.DEVICE_ID, s.DEVICE_NAME).agg(
         pl.len().cast(pl.Int64).alias(count), pl.col(s.TIMESTAMP).max().alias(NAMED_AT)
     )
-    return _merged(
+    return (
         pairs.select(
             pl.col(s.DEVICE_ID).cast(pl.String),
             pl.col(s.DEVICE_NAME).cast(pl.String),
             count,
             pl.when(named).then(pl.col(NAMED_AT)).alias(NAMED_AT),
-        ),
-        count,
-    )
-
-
-def merge_device_names(parts: list[pl.DataFrame], count: str) -> pl.DataFrame:
-    """The `device_names` summary of the union of the rows that `parts` summarise."""
-    return _merged(pl.concat(parts).lazy(), count).collect()
-
-
-def _merged(summaries: pl.LazyFrame, count: str) -> pl.LazyFrame:
-    """One `device_names` row per device from rows that summarise some of its rows each."""
-    return summaries.group_by(s.DEVICE_ID).agg(
-        pl.col(count).sum(), pl.col(NAMED_AT).max(), _latest_name(NAMED_AT)
+        )
+        .group_by(s.DEVICE_ID)
+        .agg(pl.col(count).sum(), pl.col(NAMED_AT).max(), _latest_name(NAMED_AT))
     )
 
 
