@@ -95,7 +95,7 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     Only rows that share their key are compared column by column (the columns the narrow rows
     do not carry from a second read), and only their fates are rewritten.
     """
-    frame = narrow.drop(RAW_TEXT).with_columns(
+    frame = narrow.with_columns(
         _row_id().alias(ID),
         pl.when(pl.col(REJECT).is_not_null())
         .then(pl.lit(REJECTED, FATE_TYPE))
@@ -105,26 +105,27 @@ def dedupe(narrow: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
     # A hash of the key finds the candidates with far less memory than a window over the key;
     # a collision only adds a candidate, which the exact comparison below then keeps apart.
     keys = frame.select(pl.struct(_KEY).hash(seed=0).alias("_key")).to_series()
-    shared = pl.col(REJECT).is_null() & pl.lit(_repeated(keys))  # valid rows that share a key
+    shared = (pl.col(FATE) == OK) & pl.lit(_repeated(keys))
     narrow_tie = [c for c in _TIE if c != _RIP_TEXT]
     schema = raw.collect_schema()
     content = [c for c in schema if not c.startswith("_")]
     carried = [c for c in content if c in _CARRIED]
     # The domain as its text: codes follow the order strings were first seen.
     clash = (
-        narrow.lazy()
+        frame.lazy()
         .filter(shared)
         .select(
             FILE,
             ROW,
-            _row_id().alias(ID),
+            ID,
             *_KEY,
             *narrow_tie,
-            *[_comparable(c, schema[c], narrow.schema[c]).alias(f"_c_{c}") for c in carried],
+            *[_comparable(c, schema[c], frame.schema[c]).alias(f"_c_{c}") for c in carried],
         )
         .with_columns(pl.col(DOMAIN).cast(pl.String))
         .collect()
     )
+    frame = frame.drop(RAW_TEXT)
     if clash.is_empty():
         return frame
     wide = [c for c in content if c not in _CARRIED]
