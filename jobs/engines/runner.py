@@ -125,10 +125,10 @@ class PolarsRunner:
                 rows = lake.guarded(scan.files, partial(stage.stage_rows, frames, day.targets))
                 del frames  # and with them the decisions of the output rows
             with timer.step("aggregate"):
-                partials = tuple(p.lazy() for p in rows.domains)
+                urls, procs = rows.domains
                 staged = rows.files
                 staged[DOMAIN_DAILY_TABLE] = stage.stage_domains(
-                    (partials[0], partials[1]), day.rules, day.targets
+                    (urls.lazy(), procs.lazy()), day.rules, day.targets
                 )
             return Built(summary.result(scan.names), scan.files, staged, list(scan.skipped))
 
